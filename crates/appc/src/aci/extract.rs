@@ -1,0 +1,617 @@
+//! Extracting an ACI into an empty directory, without ever writing outside it.
+//!
+//! Every entry first goes through the same layout checker as
+//! [`validate`](super::validate) (no `..`, no absolute paths, no duplicates,
+//! no path through a symlink, hard links only to earlier entries inside
+//! rootfs/); the first problem stops the extraction. That is the first line.
+//! The second does not trust the checker (nor that nobody else writes into
+//! the target meanwhile): every path is resolved inside the target one
+//! component at a time, from a directory fd, with `O_NOFOLLOW`, so no
+//! symlink, whoever made it and whenever, is ever followed; files are created
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is ever written through an
+//! existing name; metadata is set through the fd that was created, or with
+//! `AT_SYMLINK_NOFOLLOW`.
+//!
+//! Directories are created `0700` and get their real mode, owner, xattrs and
+//! mtime at the end, deepest first (so a read-only directory can still be
+//! filled, and creating its content does not change its mtime afterwards).
+//!
+//! On error the target is left partly filled; the caller removes it.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+
+use super::read::{walk, EntryMeta, Kind, LayoutChecker, VisitError, MAX_MANIFEST};
+use super::{AciError, IO_BUF};
+use crate::manifest::ImageManifest;
+use crate::types::ImageId;
+
+/// What to do with device nodes (valid in an image, but only root can make
+/// them, and a pod rarely needs them: the runtime provides /dev).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevicePolicy {
+    /// Fail, naming the entry.
+    #[default]
+    Reject,
+    /// Leave them out, listed in [`ExtractReport::skipped`].
+    Skip,
+    /// `mknod` them (needs CAP_MKNOD).
+    Create,
+}
+
+/// How [`extract`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Extract only rootfs/'s content, straight into the target (no
+    /// `manifest`, no `rootfs` directory level).
+    pub rootfs_only: bool,
+    pub devices: DevicePolicy,
+    /// Give entries their owners from the archive (only when running as root).
+    pub preserve_owners: bool,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            rootfs_only: false,
+            devices: DevicePolicy::Reject,
+            preserve_owners: true,
+        }
+    }
+}
+
+/// What [`extract`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractReport {
+    pub image_id: ImageId,
+    /// Tar entries read (PAX global headers not counted).
+    pub entries: u64,
+    /// Entries left out (device nodes under [`DevicePolicy::Skip`]).
+    pub skipped: Vec<String>,
+}
+
+/// Extract the image read from `r` into `dest`, an existing empty directory.
+/// Checks every entry as [`validate`](super::validate) does and stops at the
+/// first problem; the manifest is parsed strictly. Never writes outside
+/// `dest`, whatever the archive says.
+pub fn extract<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractReport, AciError> {
+    let root = rfs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| AciError::io("open the target directory", dest, e.into()))?;
+    let mut listing = rfs::Dir::read_from(&root)
+        .map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
+    for ent in listing.by_ref() {
+        let ent = ent.map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
+        let name = ent.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            return Err(AciError::Layout {
+                path: dest.into(),
+                reason: "the extraction target must be an empty directory".into(),
+            });
+        }
+    }
+    let mut x = Extractor {
+        root,
+        chain: Vec::new(),
+        opts: opts.clone(),
+        owners: opts.preserve_owners && rustix::process::geteuid().is_root(),
+        dirs: Vec::new(),
+        created: HashSet::new(),
+        skipped: Vec::new(),
+        buf: vec![0u8; IO_BUF],
+        manifest_seen: false,
+    };
+    let mut checker = LayoutChecker::default();
+    let walked = walk(r, &mut |e, data| {
+        let v = checker.check(e);
+        if let Some(reason) = v.problems.into_iter().next() {
+            return Err(AciError::Hostile {
+                entry: e.name.clone(),
+                reason,
+            }
+            .into());
+        }
+        x.entry(e, data)
+    })?;
+    if let Some(p) = checker.finish().into_iter().next() {
+        return Err(AciError::Layout {
+            path: p.path.into(),
+            reason: p.message,
+        });
+    }
+    if !x.manifest_seen {
+        return Err(AciError::Layout {
+            path: "manifest".into(),
+            reason: "missing (an image needs a manifest file)".into(),
+        });
+    }
+    x.finish_dirs()?;
+    Ok(ExtractReport {
+        image_id: walked.image_id,
+        entries: walked.entries,
+        skipped: x.skipped,
+    })
+}
+
+/// Metadata to apply to a directory once everything is extracted.
+struct DirMeta {
+    /// Path relative to the target (empty: the target itself).
+    path: Vec<Vec<u8>>,
+    entry: String,
+    meta: EntryMeta,
+}
+
+struct Extractor {
+    root: OwnedFd,
+    /// The directories of the last parent resolved: `chain[i]` is the fd of
+    /// the path made of the first `i + 1` components, with its name.
+    chain: Vec<(Vec<u8>, OwnedFd)>,
+    opts: ExtractOptions,
+    owners: bool,
+    dirs: Vec<DirMeta>,
+    /// Non-directories extracted so far (paths relative to the target): the
+    /// only things a hard link may point at.
+    created: HashSet<Vec<u8>>,
+    skipped: Vec<String>,
+    buf: Vec<u8>,
+    manifest_seen: bool,
+}
+
+fn ex(op: &'static str, entry: &str, e: impl Into<io::Error>) -> AciError {
+    AciError::Extract {
+        op,
+        entry: entry.to_string(),
+        source: e.into(),
+    }
+}
+
+fn hostile(entry: &str, reason: impl Into<String>) -> AciError {
+    AciError::Hostile {
+        entry: entry.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Open `name`, a directory inside `dir`, without following a symlink.
+//
+// CVE-2018-15664 (docker cp: a symlink swapped in between the check of a path
+// and its use) and CVE-2021-30465 (runc: symlink exchange on a mount target)
+// are the race this avoids: each component is opened relative to the fd of
+// the one before, with O_NOFOLLOW, so there is no window in which a path
+// string is re-resolved through a symlink.
+fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+impl Extractor {
+    /// The fd of the directory `parent` (relative to the target), creating
+    /// missing directories (tar archives may leave parents out).
+    fn parent(&mut self, parent: &[Vec<u8>], entry: &str) -> Result<BorrowedFd<'_>, AciError> {
+        let common = self
+            .chain
+            .iter()
+            .zip(parent)
+            .take_while(|((have, _), want)| have == *want)
+            .count();
+        self.chain.truncate(common);
+        for c in &parent[common..] {
+            let base = self
+                .chain
+                .last()
+                .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd());
+            let fd = match open_dir_at(base, c) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(base, c.as_slice(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(ex("create the parent directory of", entry, e)),
+                    }
+                    open_dir_at(base, c).map_err(|e| self.walk_error(entry, c, e))?
+                }
+                Err(e) => return Err(self.walk_error(entry, c, e)),
+            };
+            self.chain.push((c.clone(), fd));
+        }
+        Ok(self
+            .chain
+            .last()
+            .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd()))
+    }
+
+    fn walk_error(&self, entry: &str, c: &[u8], e: Errno) -> AciError {
+        match e {
+            // CVE-2014-9356 / CVE-2014-6407 (docker: image tars writing through
+            // symlinks and hard links planted by earlier entries): a parent that
+            // is a symlink (ELOOP under O_NOFOLLOW) or not a directory is
+            // refused, never followed.
+            Errno::LOOP | Errno::NOTDIR => hostile(
+                entry,
+                format!(
+                    "path goes through {:?}, which is a symlink or not a directory",
+                    String::from_utf8_lossy(c)
+                ),
+            ),
+            e => ex("open the parent directory of", entry, e),
+        }
+    }
+
+    /// Where an entry goes, relative to the target; `None` to leave it out.
+    fn target<'a>(&self, comps: &'a [Vec<u8>]) -> Option<&'a [Vec<u8>]> {
+        if self.opts.rootfs_only {
+            match comps.first().map(Vec::as_slice) {
+                Some(b"rootfs") => Some(&comps[1..]),
+                _ => None,
+            }
+        } else {
+            Some(comps)
+        }
+    }
+
+    fn entry(&mut self, e: &EntryMeta, data: &mut dyn Read) -> Result<(), VisitError> {
+        let Some(comps) = e.components.as_deref() else {
+            // The checker has refused these already; never reached.
+            return Err(hostile(&e.name, "path escapes the image").into());
+        };
+        if comps.is_empty() {
+            return Ok(()); // "./": the archive's root, i.e. the target itself
+        }
+        if comps.len() == 1 && comps[0] == b"manifest" {
+            return self.manifest(e, data);
+        }
+        let Some(rel) = self.target(comps) else {
+            return Ok(());
+        };
+        if rel.is_empty() {
+            // rootfs/ itself under rootfs_only: its metadata goes to the target.
+            self.dirs.push(DirMeta {
+                path: Vec::new(),
+                entry: e.name.clone(),
+                meta: e.clone(),
+            });
+            return Ok(());
+        }
+        let (name, parent) = rel.split_last().expect("non-empty");
+        let name = name.clone();
+        match e.kind {
+            Kind::Dir => self.dir(e, rel, parent, &name).map_err(Into::into),
+            Kind::Regular => self.file(e, rel, parent, &name, data),
+            Kind::Symlink => self.symlink(e, rel, parent, &name).map_err(Into::into),
+            Kind::HardLink => self.hard_link(e, rel, parent, &name).map_err(Into::into),
+            Kind::Char | Kind::Block => match self.opts.devices {
+                DevicePolicy::Reject => Err(AciError::Device {
+                    entry: e.name.clone(),
+                }
+                .into()),
+                DevicePolicy::Skip => {
+                    self.skipped.push(e.name.clone());
+                    Ok(())
+                }
+                DevicePolicy::Create => self.special(e, rel, parent, &name).map_err(Into::into),
+            },
+            Kind::Fifo => self.special(e, rel, parent, &name).map_err(Into::into),
+            Kind::Other(_) => Err(hostile(&e.name, "unsupported entry type").into()),
+        }
+    }
+
+    fn manifest(&mut self, e: &EntryMeta, data: &mut dyn Read) -> Result<(), VisitError> {
+        if e.size > MAX_MANIFEST {
+            return Err(hostile(
+                &e.name,
+                format!("manifest larger than {MAX_MANIFEST} bytes"),
+            )
+            .into());
+        }
+        let mut bytes = Vec::with_capacity(e.size as usize);
+        data.read_to_end(&mut bytes).map_err(VisitError::Data)?;
+        if (bytes.len() as u64) < e.size {
+            return Err(VisitError::Data(io::ErrorKind::UnexpectedEof.into()));
+        }
+        ImageManifest::from_json(&bytes).map_err(AciError::Manifest)?;
+        self.manifest_seen = true;
+        if self.opts.rootfs_only {
+            return Ok(());
+        }
+        let name = b"manifest".to_vec();
+        let f = self.create_file(e, &[], &name)?;
+        let mut f = File::from(f);
+        f.write_all(&bytes)
+            .map_err(|err| ex("write", &e.name, err))?;
+        self.file_meta(e, f.as_fd())?;
+        self.created.insert(name);
+        Ok(())
+    }
+
+    /// `O_CREAT|O_EXCL|O_NOFOLLOW`: never opens an existing file, never
+    /// follows a symlink (CVE-2014-6407: docker wrote image files through
+    /// symlinks planted by earlier entries).
+    fn create_file(
+        &mut self,
+        e: &EntryMeta,
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<OwnedFd, AciError> {
+        let dir = self.parent(parent, &e.name)?;
+        rfs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|err| ex("create", &e.name, err))
+    }
+
+    fn file(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+        data: &mut dyn Read,
+    ) -> Result<(), VisitError> {
+        let fd = self.create_file(e, parent, name)?;
+        let mut f = File::from(fd);
+        let mut left = e.size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(VisitError::Data(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(VisitError::Data(err)),
+            };
+            f.write_all(&self.buf[..n])
+                .map_err(|err| ex("write", &e.name, err))?;
+            left -= n as u64;
+        }
+        self.file_meta(e, f.as_fd())?;
+        self.created.insert(rel.join(&b'/'));
+        Ok(())
+    }
+
+    /// Owner, then mode (chown clears setuid), then xattrs (chown and writes
+    /// clear security.capability), then mtime: through the file's own fd.
+    fn file_meta(&self, e: &EntryMeta, fd: BorrowedFd<'_>) -> Result<(), AciError> {
+        if self.owners {
+            let (uid, gid) = ids(e)?;
+            rfs::fchown(fd, Some(uid), Some(gid)).map_err(|err| ex("chown", &e.name, err))?;
+        }
+        rfs::fchmod(fd, Mode::from_raw_mode(e.mode)).map_err(|err| ex("chmod", &e.name, err))?;
+        for (k, v) in &e.xattrs {
+            match rfs::fsetxattr(fd, k.as_slice(), v, XattrFlags::empty()) {
+                Ok(()) | Err(Errno::OPNOTSUPP) => {}
+                Err(err) => return Err(ex("set an xattr on", &e.name, err)),
+            }
+        }
+        rfs::futimens(fd, &times(e)).map_err(|err| ex("set the mtime of", &e.name, err))
+    }
+
+    fn dir(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), AciError> {
+        let dir = self.parent(parent, &e.name)?;
+        // 0700 until the end: nobody else can enter while it is being filled.
+        match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                // Created earlier as a missing parent: fine if a directory.
+                let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|err| ex("stat", &e.name, err))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    return Err(hostile(&e.name, "exists already and is not a directory"));
+                }
+            }
+            Err(err) => return Err(ex("create the directory", &e.name, err)),
+        }
+        self.dirs.push(DirMeta {
+            path: rel.to_vec(),
+            entry: e.name.clone(),
+            meta: e.clone(),
+        });
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), AciError> {
+        let target = e.link.clone().unwrap_or_default();
+        let owners = self.owners;
+        let dir = self.parent(parent, &e.name)?;
+        // symlinkat never follows anything and fails on an existing name. The
+        // link is only ever created: no later entry is written through it
+        // (every path is resolved with O_NOFOLLOW), so its target, absolute or
+        // not, is harmless here (CVE-2014-9356).
+        rfs::symlinkat(target.as_slice(), dir, name)
+            .map_err(|err| ex("create the symlink", &e.name, err))?;
+        if owners {
+            let (uid, gid) = ids(e)?;
+            rfs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|err| ex("chown", &e.name, err))?;
+        }
+        for (k, v) in &e.xattrs {
+            if k.starts_with(b"user.") {
+                continue; // the kernel allows user.* on regular files and directories only
+            }
+            set_xattr_nofollow(dir, name, k, v)
+                .map_err(|err| ex("set an xattr on", &e.name, err))?;
+        }
+        rfs::utimensat(dir, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|err| ex("set the mtime of", &e.name, err))?;
+        self.created.insert(rel.join(&b'/'));
+        Ok(())
+    }
+
+    fn hard_link(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), AciError> {
+        let target = e.link.as_deref().and_then(super::read::normalize);
+        let Some(rel_target) = target.as_deref().and_then(|t| self.target(t)) else {
+            return Err(hostile(&e.name, "hard link outside rootfs/"));
+        };
+        let key = rel_target.join(&b'/');
+        if !self.created.contains(&key) {
+            // CVE-2014-6407 (docker: hard links in image tars to host files):
+            // a hard link may only name a non-directory this extraction made.
+            if self.skipped.iter().any(|s| {
+                super::read::normalize(s.as_bytes())
+                    .as_deref()
+                    .and_then(|t| self.target(t))
+                    .is_some_and(|t| t.join(&b'/') == key)
+            }) {
+                self.skipped.push(e.name.clone());
+                return Ok(());
+            }
+            return Err(hostile(
+                &e.name,
+                "hard link to something this extraction did not create",
+            ));
+        }
+        let (tname, tparent) = rel_target.split_last().expect("non-empty");
+        // Resolve the target's directory afresh, again without following
+        // symlinks; it exists, since the target was extracted.
+        let mut tdir = open_dir_at(self.root.as_fd(), b".")
+            .map_err(|err| ex("open the target directory for", &e.name, err))?;
+        for c in tparent {
+            tdir = open_dir_at(tdir.as_fd(), c).map_err(|err| self.walk_error(&e.name, c, err))?;
+        }
+        let tname = tname.clone();
+        let dir = self.parent(parent, &e.name)?;
+        // linkat without AT_SYMLINK_FOLLOW links the name itself, never what
+        // a symlink there would point at.
+        let result = rfs::linkat(&tdir, tname.as_slice(), dir, name, AtFlags::empty());
+        result.map_err(|err| ex("create the hard link", &e.name, err))?;
+        self.created.insert(rel.join(&b'/'));
+        Ok(())
+    }
+
+    /// Fifos and device nodes: created, never opened.
+    fn special(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), AciError> {
+        let (ft, dev) = match e.kind {
+            Kind::Char => (FileType::CharacterDevice, rfs::makedev(e.dev.0, e.dev.1)),
+            Kind::Block => (FileType::BlockDevice, rfs::makedev(e.dev.0, e.dev.1)),
+            _ => (FileType::Fifo, 0),
+        };
+        let owners = self.owners;
+        let dir = self.parent(parent, &e.name)?;
+        rfs::mknodat(dir, name, ft, Mode::from_raw_mode(e.mode & 0o777), dev)
+            .map_err(|err| ex("create the node", &e.name, err))?;
+        if owners {
+            let (uid, gid) = ids(e)?;
+            rfs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|err| ex("chown", &e.name, err))?;
+        }
+        chmod_nofollow(dir, name, e.mode).map_err(|err| ex("chmod", &e.name, err))?;
+        for (k, v) in &e.xattrs {
+            set_xattr_nofollow(dir, name, k, v)
+                .map_err(|err| ex("set an xattr on", &e.name, err))?;
+        }
+        rfs::utimensat(dir, name, &times(e), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|err| ex("set the mtime of", &e.name, err))?;
+        self.created.insert(rel.join(&b'/'));
+        Ok(())
+    }
+
+    /// Give directories their metadata, deepest (latest) first.
+    fn finish_dirs(&mut self) -> Result<(), AciError> {
+        self.chain.clear();
+        let dirs = std::mem::take(&mut self.dirs);
+        for d in dirs.iter().rev() {
+            let mut fd: Option<OwnedFd> = None;
+            for c in &d.path {
+                let base = fd.as_ref().map_or(self.root.as_fd(), |f| f.as_fd());
+                fd = Some(open_dir_at(base, c).map_err(|err| self.walk_error(&d.entry, c, err))?);
+            }
+            let fd = fd.as_ref().map_or(self.root.as_fd(), |f| f.as_fd());
+            self.file_meta(&d.meta, fd)?;
+        }
+        Ok(())
+    }
+}
+
+fn ids(e: &EntryMeta) -> Result<(rfs::Uid, rfs::Gid), AciError> {
+    let uid = u32::try_from(e.uid).map_err(|_| hostile(&e.name, "uid out of range"))?;
+    let gid = u32::try_from(e.gid).map_err(|_| hostile(&e.name, "gid out of range"))?;
+    Ok((rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid)))
+}
+
+fn times(e: &EntryMeta) -> Timestamps {
+    let t = Timespec {
+        tv_sec: i64::try_from(e.mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Linux has no `fchmodat(AT_SYMLINK_NOFOLLOW)` (rustix does not expose
+/// fchmodat2): open the node itself with `O_PATH|O_NOFOLLOW` (which opens
+/// nothing: no device driver runs), check what it is, and chmod it through
+/// its `/proc/self/fd` link, which names exactly that inode.
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rfs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        return Err(io::Error::other("replaced by a symlink"));
+    }
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    match rfs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(), mode) {
+        // No /proc: the node was created a moment ago in a directory only we
+        // can write to (0700 until the end); chmod it by name.
+        Err(Errno::NOENT) => rfs::chmodat(dir, name, mode, AtFlags::empty())?,
+        r => r?,
+    }
+    Ok(())
+}
+
+/// `lsetxattr` on `name` in `dir`, through `/proc/self/fd/<dir>/<name>`: the
+/// last component is not followed. EOPNOTSUPP is not an error.
+fn set_xattr_nofollow(dir: BorrowedFd<'_>, name: &[u8], k: &[u8], v: &[u8]) -> io::Result<()> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    match rfs::lsetxattr(path.as_slice(), k, v, XattrFlags::empty()) {
+        Ok(()) | Err(Errno::OPNOTSUPP) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

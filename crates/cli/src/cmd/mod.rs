@@ -1,0 +1,28 @@
+//! One module per command group; `run` dispatches.
+
+pub mod image;
+pub mod version;
+
+use crate::globals::{Cli, Command};
+use crate::Outcome;
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    tracing::debug!(
+        dir = %cli.global.dir.display(),
+        insecure = %cli.global.insecure_options,
+        "global options"
+    );
+    match cli.command {
+        Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Version(args) => version::run(&args),
+    }
+}
+
+/// Output formats for commands that a script may want to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}

@@ -1,0 +1,96 @@
+//! Helpers shared by berth's CLI tests: the binary under test, the real
+//! outside tools (actool, gzip, busybox) and image layouts built on the fly.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `berth` as built by cargo for this test run, with a private `--dir` so
+/// that no test touches the host's store.
+pub fn berth(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.env_remove("BERTH_DIR")
+        .env_remove("BERTH_INSECURE_OPTIONS")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("BERTH_LOG")
+        .arg("--dir")
+        .arg(data_dir);
+    cmd
+}
+
+/// The path of a tool the tests use for real. A missing tool is a broken test
+/// machine, not a reason to skip: scripts/test installs them all.
+pub fn tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed; run scripts/test, which installs the test dependencies");
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a command and returns its output, panicking with everything it said
+/// if it could not be started.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub const BUSYBOX_MANIFEST: &str = r#"{
+  "acKind": "ImageManifest",
+  "acVersion": "0.8.11",
+  "name": "example.com/busybox",
+  "labels": [
+    {"name": "version", "value": "1.35.0"},
+    {"name": "os", "value": "linux"},
+    {"name": "arch", "value": "amd64"}
+  ],
+  "app": {
+    "exec": ["/bin/sh", "-c", "echo hello"],
+    "user": "0",
+    "group": "0",
+    "environment": [{"name": "GREETING", "value": "hello"}]
+  }
+}
+"#;
+
+/// An image layout (`manifest` + `rootfs/`) holding busybox-static with a few
+/// applet symlinks, under `parent/name`.
+pub fn busybox_layout(parent: &Path, name: &str, manifest: &str) -> PathBuf {
+    let layout = parent.join(name);
+    let bin = layout.join("rootfs/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(layout.join("rootfs/etc")).unwrap();
+    fs::copy(tool("busybox"), bin.join("busybox")).unwrap();
+    for applet in ["sh", "echo", "ls", "cat", "true"] {
+        symlink("busybox", bin.join(applet)).unwrap();
+    }
+    fs::write(
+        layout.join("rootfs/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(layout.join("manifest"), manifest).unwrap();
+    layout
+}
+
+/// `sha512-` of what `gzip -dc FILE` (or the matching decompressor) prints:
+/// the appc image ID computed by outside tools.
+pub fn outside_image_id(aci: &Path, decompressor: &str) -> String {
+    let script = format!("{} -dc < '{}' | sha512sum", decompressor, aci.display());
+    let out = run(Command::new("sh").arg("-c").arg(&script));
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    let text = stdout(&out);
+    format!("sha512-{}", text.split_whitespace().next().unwrap())
+}

@@ -1,0 +1,18 @@
+# Sourced by scripts/demo and scripts/test: installs Debian packages that are
+# missing, with one apt-get update at most. Needs root.
+install_debs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} = 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# What the test suite runs for real: actool (appc's reference tool) judges
+# berth's images and manifests; busybox-static fills test images; the
+# compressors cross-check berth's archives.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file"
