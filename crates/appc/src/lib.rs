@@ -21,20 +21,29 @@
 //!   on the way through); validation reports hostile entries by name;
 //!   extraction never writes outside its target; building is reproducible and
 //!   compresses on all cores.
+//! - [`reference`]: image references as people type them
+//!   (`example.com/app:1.0,os=linux`) and the classification of image
+//!   arguments (ID, path, URL, Docker/OCI reference, name).
+//! - [`discovery`]: appc meta discovery without I/O: `ac-discovery` meta tags
+//!   from real-world HTML, template rendering, and the walk up the name as a
+//!   state machine the HTTP layer drives.
 //!
 //! Errors carry the path of what failed; callers print the chain once.
 
 pub mod aci;
+pub mod discovery;
 pub mod error;
 pub mod isolator;
 pub mod lenient;
 pub mod manifest;
 pub mod quantity;
+pub mod reference;
 pub mod types;
 mod walk;
 
 pub use error::{ManifestError, Problem};
 pub use manifest::{AnyManifest, ImageManifest, PodManifest};
+pub use reference::{ImageArg, ImageReference};
 pub use types::{AcIdentifier, AcKind, AcName, ImageId};
 
 /// The version of the App Container specification this crate implements.
