@@ -158,7 +158,15 @@ impl TmpDir {
         loop {
             let path = tmp_root.join(unique_name(""));
             fs::DirBuilder::new().mode(0o700).create(&path)?;
-            let dir = File::open(&path)?;
+            // Until we hold its lock, the directory looks abandoned: another
+            // process's clean_stale may lock and remove it at any moment
+            // (between our mkdir and open, or between open and lock). Each of
+            // those ends in a retry with a new name, never in an error.
+            let dir = match File::open(&path) {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             match dir.try_lock() {
                 Ok(()) => {}
                 // Another process's clean_stale got it first and removes it.
@@ -214,6 +222,31 @@ pub(crate) fn clean_stale(tmp_root: &Path) -> io::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cleaner running in another process may remove a temp directory in
+    /// the instant between its mkdir and its lock: creating one must retry,
+    /// never fail (seen as "opening the image store: No such file or
+    /// directory" when `image gc` raced `fetch`).
+    #[test]
+    fn temp_dirs_survive_a_concurrent_cleaner() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cleaner = {
+            let (root, stop) = (root.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    clean_stale(&root).unwrap();
+                }
+            })
+        };
+        for _ in 0..2000 {
+            let t = TmpDir::create(&root).expect("creating a temp dir while a cleaner runs");
+            assert!(t.path.is_dir());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        cleaner.join().unwrap();
+    }
 
     #[test]
     fn exclusive_excludes_shared() {
