@@ -14,5 +14,6 @@ install_debs() {
 
 # What the test suite runs for real: actool (appc's reference tool) judges
 # berth's images and manifests; busybox-static fills test images; the
-# compressors cross-check berth's archives.
-TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file"
+# compressors cross-check berth's archives; gnupg makes the keys and
+# signatures that berth's OpenPGP verification is tested against.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg"

@@ -9,7 +9,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::cmd::fetch::FetchArgs;
 use crate::cmd::image::ImageCmd;
+use crate::cmd::trust::TrustCmd;
 use crate::cmd::version::VersionArgs;
 
 #[derive(Debug, Parser)]
@@ -80,6 +82,11 @@ pub enum Command {
     /// Build, validate and inspect images.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Download or import images into the store and print their IDs.
+    Fetch(FetchArgs),
+    /// Trust OpenPGP keys to sign images of a name prefix (or every name),
+    /// list trusted keys, remove them.
+    Trust(TrustCmd),
     /// Print berth's version, the appc spec version and the compiled-in features.
     Version(VersionArgs),
 }
@@ -129,7 +136,6 @@ impl Insecure {
 pub struct InsecureOptions(u8);
 
 impl InsecureOptions {
-    #[allow(dead_code)] // consulted by fetch and run, which later issues add
     pub fn allows(self, check: Insecure) -> bool {
         self.0 & check.bit() != 0
     }

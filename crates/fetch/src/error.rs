@@ -200,6 +200,14 @@ pub enum FetchError {
         /// The cause.
         source: io::Error,
     },
+    /// A small document (discovery page, signature, key) is too big.
+    #[error("{url} is larger than the {limit} bytes allowed for it")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
     /// Another process holds the partial download file.
     #[error("another process is downloading into {} (wait for it, or remove the file if no berth is running)", path.display())]
     PartialBusy {

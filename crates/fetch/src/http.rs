@@ -51,6 +51,13 @@ pub struct FetchConfig {
     pub read_timeout: Duration,
     /// The `User-Agent` header.
     pub user_agent: String,
+    /// **For tests and local mirrors only**: connect to this address
+    /// whenever a URL names this host (and any port), instead of asking DNS.
+    /// appc image names cannot carry a port, so a test serving
+    /// `example.com/app` on `127.0.0.1:PORT` maps `example.com` here. Only
+    /// the TCP destination changes: the `Host` header, TLS SNI and the
+    /// certificate check still use the host name of the URL.
+    pub host_overrides: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl Default for FetchConfig {
@@ -66,6 +73,7 @@ impl Default for FetchConfig {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")).to_owned(),
+            host_overrides: Vec::new(),
         }
     }
 }
@@ -153,7 +161,7 @@ impl Fetcher {
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .disable_verification(config.skip_tls_verify)
             .build();
-        let agent: Agent = Agent::config_builder()
+        let agent_config = Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
             // Redirects are followed here, hop by hop, to pick credentials
@@ -168,8 +176,14 @@ impl Fetcher {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_recv_response(Some(config.read_timeout))
             .timeout_per_read(Some(config.read_timeout))
-            .build()
-            .into();
+            .build();
+        let agent = Agent::with_parts(
+            agent_config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            OverrideResolver {
+                overrides: config.host_overrides.clone(),
+            },
+        );
         Ok(Fetcher { agent, config })
     }
 
@@ -410,6 +424,89 @@ impl Fetcher {
             url: url.to_string(),
             max: self.config.max_redirects,
         })
+    }
+}
+
+/// Parses `host=IP:PORT[,host=IP:PORT...]` (the CLI's
+/// `BERTH_HOST_OVERRIDES`) for [`FetchConfig::host_overrides`]. For tests
+/// and local mirrors only; addresses must be literal (no DNS).
+pub fn parse_host_overrides(s: &str) -> Result<Vec<(String, std::net::SocketAddr)>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (host, addr) = e
+                .split_once('=')
+                .ok_or_else(|| format!("{e:?}: expected HOST=IP:PORT"))?;
+            let addr = addr
+                .parse()
+                .map_err(|_| format!("{e:?}: {addr:?} is not IP:PORT"))?;
+            Ok((host.to_ascii_lowercase(), addr))
+        })
+        .collect()
+}
+
+/// DNS, except for the hosts of [`FetchConfig::host_overrides`].
+#[derive(Debug)]
+struct OverrideResolver {
+    overrides: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl ureq::unversioned::resolver::Resolver for OverrideResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        use ureq::unversioned::resolver::DefaultResolver;
+        let host = uri.host().unwrap_or_default();
+        if let Some((_, addr)) = self
+            .overrides
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        {
+            tracing::debug!(%host, %addr, "host override (tests and local mirrors)");
+            let mut out = DefaultResolver::default().empty();
+            out.push(*addr);
+            return Ok(out);
+        }
+        DefaultResolver::default().resolve(uri, config, timeout)
+    }
+}
+
+impl Fetcher {
+    /// GETs a small document (a discovery page, a signature, a key),
+    /// following redirects like [`download`](Self::download) but keeping
+    /// nothing on disk. Fails on any status but 200, and on bodies longer
+    /// than `limit` bytes. Returns the body and the URL after redirects.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<(Vec<u8>, String), FetchError> {
+        let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
+            url: url.to_owned(),
+            source,
+        })?;
+        self.check_scheme(&parsed)?;
+        let sent = self.send(&parsed, &[])?;
+        if sent.response.status().as_u16() != 200 {
+            return Err(status_error(&sent));
+        }
+        let final_url = sent.url.to_string();
+        let mut body = Vec::new();
+        let mut reader = sent.response.into_body().into_reader().take(limit + 1);
+        reader
+            .read_to_end(&mut body)
+            .map_err(|source| FetchError::Interrupted {
+                url: final_url.clone(),
+                received: body.len() as u64,
+                source,
+            })?;
+        if body.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: final_url,
+                limit,
+            });
+        }
+        Ok((body, final_url))
     }
 }
 

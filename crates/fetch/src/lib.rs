@@ -19,9 +19,20 @@
 //!   first, local directory overriding it.
 //! - [`Progress`] (module `progress`): an indicatif bar on stderr when it is
 //!   a terminal, hidden otherwise; the caller drives it for extraction too.
+//! - [`discover`]: appc meta discovery over HTTP (the walk itself is
+//!   `berth_appc::discovery`), and the [`NameResolver`] of `berth fetch NAME`.
+//! - [`trust`]: the trusted-key store, the key policy and the streaming
+//!   OpenPGP signature check that runs inside the store's import, plus the
+//!   [`VerifierFactory`] that finds each image's signature.
 //! - [`FetchError`]: one enum, each variant naming the URL and telling what
 //!   to do (404, 5xx, 401/403 and auth.d, TLS and `SSL_CERT_FILE`/
 //!   `--insecure-options=tls`, connection refused with `host:port`, ...).
+//!
+//! - [`ImageFetcher`] (module `image`): the orchestration on top of the
+//!   store: classifies a command-line image argument, applies the pull
+//!   policy, imports files, downloads URLs straight into the store's import,
+//!   and offers the [`NameResolver`] and [`VerifierFactory`] seams for
+//!   discovery and signature checks.
 //!
 //! # Caching
 //! [`Fetcher::download`] takes the [`CacheInfo`] of the copy in the store
@@ -79,14 +90,23 @@
 
 mod auth;
 mod cache;
+pub mod discover;
 mod error;
 mod http;
+mod image;
 mod policy;
 mod progress;
+pub mod trust;
 
 pub use auth::{AuthConfig, AuthError, Credentials};
 pub use cache::CacheInfo;
 pub use error::{FetchError, Status};
-pub use http::{resume_info_path, Completed, Download, FetchConfig, Fetcher, Outcome};
+pub use http::{
+    parse_host_overrides, resume_info_path, Completed, Download, FetchConfig, Fetcher, Outcome,
+};
+pub use image::{
+    find_by_name, find_in_store, Fetched, ImageFetchError, ImageFetcher, NameResolver, PluginError,
+    Source, VerifierFactory,
+};
 pub use policy::{ParsePullPolicyError, PullDecision, PullPolicy};
 pub use progress::{Progress, ProgressRead};

@@ -125,7 +125,7 @@ pub enum ImportError {
     Invalid { problems: Vec<Problem> },
     #[error("the image has ID {actual}, not the expected {expected}; it was not stored")]
     IdMismatch { expected: ImageId, actual: ImageId },
-    #[error("the image is named {actual:?}, not the expected {expected:?}; it was not stored")]
+    #[error("the image is named \"{actual}\", not the expected \"{expected}\"; it was not stored")]
     NameMismatch {
         expected: AcIdentifier,
         actual: AcIdentifier,

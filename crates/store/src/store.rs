@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use berth_appc::aci::{self, AciError, DevicePolicy, ExtractOptions};
+use berth_appc::reference::{ImageReference, ReferenceError};
 use berth_appc::types::{Label, Labels};
 use berth_appc::{AcIdentifier, ImageId, ImageManifest};
 use sha2::{Digest as _, Sha256};
@@ -176,25 +177,32 @@ impl FromStr for ImageRef {
                 Err(e) => Err(bad(e.to_string())),
             };
         }
-        let mut parts = s.split(',');
-        let head = parts.next().unwrap_or_default();
-        let (name, version) = match head.rsplit_once(':') {
-            Some((n, v)) => (n, Some(v)),
-            None => (head, None),
-        };
-        let name = AcIdentifier::try_from(name).map_err(|e| bad(e.to_string()))?;
-        let mut labels = Vec::new();
-        if let Some(v) = version {
-            labels.push(("version".to_string(), v.to_string()));
+        // One parser of `name[:version][,label=value...]` for all of
+        // berth: berth-appc's.
+        let reference: ImageReference =
+            s.parse().map_err(|e: ReferenceError| bad(e.to_string()))?;
+        Ok(ImageRef::from(reference))
+    }
+}
+
+impl From<&ImageReference> for ImageRef {
+    /// The store lookup for a command-line reference: its name and exactly
+    /// the labels it gives (no defaults are added).
+    fn from(r: &ImageReference) -> Self {
+        ImageRef::Name {
+            name: r.name().clone(),
+            labels: r
+                .labels()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         }
-        for p in parts {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| bad(format!("label {p:?} is not name=value")))?;
-            AcIdentifier::try_from(k).map_err(|e| bad(e.to_string()))?;
-            labels.push((k.to_string(), v.to_string()));
-        }
-        Ok(ImageRef::Name { name, labels })
+    }
+}
+
+impl From<ImageReference> for ImageRef {
+    fn from(r: ImageReference) -> Self {
+        ImageRef::from(&r)
     }
 }
 

@@ -1,7 +1,11 @@
 //! `berth image ...`: build, validate and inspect images.
 //!
-//! The store-backed subcommands (list, rm, gc, export, extract, render,
-//! verify) arrive with the store; the ones here work on files.
+//! `build` and `validate` work on files; `list`, `rm`, `gc`, `export`,
+//! `extract`, `render` and `verify` on the store (`--dir`); `cat-manifest`
+//! on either (an existing path is a file, anything else a store reference).
+//! Store references are image IDs, unique ID prefixes (`sha512-` and at
+//! least 2 hex digits) or names with labels, resolved as `berth fetch
+//! --pull-policy=never` does.
 
 use anyhow::{bail, Context};
 use berth_appc::aci::{self, BuildOptions, Compression};
@@ -30,8 +34,26 @@ pub enum ImageCmd {
     /// The kind of each FILE is detected. One line per problem; exits 0 only
     /// if every file is valid, 1 otherwise.
     Validate(ValidateArgs),
-    /// Print the image manifest of an ACI file.
+    /// Print the image manifest of an ACI file or of an image in the store.
     CatManifest(CatManifestArgs),
+    /// List the images in the store.
+    #[command(alias = "ls")]
+    List(super::store::ListArgs),
+    /// Remove images from the store (and the trees rendered from them).
+    Rm(super::store::RmArgs),
+    /// Remove images unused for longer than the grace period, and unused trees.
+    Gc(super::store::GcArgs),
+    /// Write an image of the store to an ACI file (the same image ID).
+    Export(super::store::ExportArgs),
+    /// Extract an image alone (no dependencies) into a directory.
+    Extract(super::store::ExtractArgs),
+    /// Render an image with its dependencies into a directory.
+    Render(super::store::ExtractArgs),
+    /// Re-hash the store's images and trees; exit 1 if anything is corrupt.
+    Verify(super::store::VerifyArgs),
+    /// Show where appc discovery finds an image name: ACI and signature
+    /// URLs, public keys (and, with --debug, every URL tried).
+    Discover(super::discover::DiscoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,8 +95,8 @@ pub struct CatManifestArgs {
     /// Re-indent the manifest instead of printing it as stored.
     #[arg(long)]
     pub pretty: bool,
-    /// The ACI file.
-    pub image: PathBuf,
+    /// An ACI file, or an image ID or name in the store.
+    pub image: String,
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {
@@ -82,11 +104,20 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
         .map_err(|_| format!("unknown compression {s:?} (gzip, bzip2, xz, zstd or none)"))
 }
 
-pub fn run(_global: &GlobalArgs, cmd: ImageCmd) -> anyhow::Result<Outcome> {
+pub fn run(global: &GlobalArgs, cmd: ImageCmd) -> anyhow::Result<Outcome> {
+    use super::store;
     match cmd {
         ImageCmd::Build(args) => build(&args),
         ImageCmd::Validate(args) => validate(&args),
-        ImageCmd::CatManifest(args) => cat_manifest(&args),
+        ImageCmd::CatManifest(args) => cat_manifest(global, &args),
+        ImageCmd::List(args) => store::list(global, &args),
+        ImageCmd::Rm(args) => store::rm(global, &args),
+        ImageCmd::Gc(args) => store::gc(global, &args),
+        ImageCmd::Export(args) => store::export(global, &args),
+        ImageCmd::Extract(args) => store::extract(global, &args, false),
+        ImageCmd::Render(args) => store::extract(global, &args, true),
+        ImageCmd::Verify(args) => store::verify(global, &args),
+        ImageCmd::Discover(args) => super::discover::run(global, &args),
     }
 }
 
@@ -252,11 +283,17 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     s
 }
 
-fn cat_manifest(args: &CatManifestArgs) -> anyhow::Result<Outcome> {
-    let what = || format!("reading the manifest of {}", args.image.display());
-    let file = File::open(&args.image).with_context(what)?;
-    let bytes =
-        aci::read_manifest_bytes(BufReader::with_capacity(256 * 1024, file)).with_context(what)?;
+fn cat_manifest(global: &GlobalArgs, args: &CatManifestArgs) -> anyhow::Result<Outcome> {
+    let what = || format!("reading the manifest of {}", args.image);
+    let path = Path::new(&args.image);
+    let bytes = if path.exists() {
+        let file = File::open(path).with_context(what)?;
+        aci::read_manifest_bytes(BufReader::with_capacity(256 * 1024, file)).with_context(what)?
+    } else {
+        let store = super::fetch::open_store(global)?;
+        let image = berth_fetch::find_in_store(&store, &args.image).with_context(what)?;
+        store.manifest_bytes(&image.id).with_context(what)?
+    };
     let mut out = std::io::stdout().lock();
     if args.pretty {
         let value: serde_json::Value = match serde_json::from_slice(&bytes) {

@@ -1,6 +1,10 @@
 //! One module per command group; `run` dispatches.
 
+pub mod discover;
+pub mod fetch;
 pub mod image;
+pub mod store;
+pub mod trust;
 pub mod version;
 
 use crate::globals::{Cli, Command};
@@ -14,6 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     );
     match cli.command {
         Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Fetch(args) => fetch::run(&cli.global, &args),
+        Command::Trust(cmd) => trust::run(&cli.global, cmd),
         Command::Version(args) => version::run(&args),
     }
 }

@@ -2,6 +2,15 @@
 //! outside tools (actool, gzip, busybox) and image layouts built on the fly.
 #![allow(dead_code)] // each test binary uses its own subset
 
+/// The HTTP(S) test server and test CA of berth-fetch's tests, shared (not
+/// copied) so that both suites exercise the same server behaviour.
+#[path = "../../../fetch/tests/common/mod.rs"]
+pub mod server;
+
+/// Test ACIs built with the `tar` crate (berth-store's test helpers, shared).
+#[path = "../../../store/tests/common/mod.rs"]
+pub mod aci;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -93,4 +102,60 @@ pub fn outside_image_id(aci: &Path, decompressor: &str) -> String {
     assert!(out.status.success(), "{script}: {}", stderr(&out));
     let text = stdout(&out);
     format!("sha512-{}", text.split_whitespace().next().unwrap())
+}
+
+/// A temp directory for one test: the store (`--dir`), empty config
+/// directories and scratch space; removed on drop.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["store", "sys-config", "local-config", "work"] {
+            fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        Env { tmp }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.tmp.path().join("work")
+    }
+
+    /// `berth` with this environment's store and config directories, and
+    /// `SSL_CERT_FILE` unset (tests that need a CA set it).
+    pub fn berth(&self) -> Command {
+        let mut cmd = berth(&self.store());
+        cmd.env_remove("SSL_CERT_FILE")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .arg("--system-config")
+            .arg(self.tmp.path().join("sys-config"))
+            .arg("--local-config")
+            .arg(self.tmp.path().join("local-config"));
+        cmd
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+/// A child process killed (and reaped) when dropped, even if the test fails.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -42,6 +42,9 @@ pub struct Reply {
     /// Send the full `Content-Length` but only this many body bytes, then
     /// drop the connection.
     pub cut_after: Option<usize>,
+    /// Send the body in chunks of this many bytes with this pause after
+    /// each (a slow server).
+    pub throttle: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -51,6 +54,7 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             cut_after: None,
+            throttle: None,
         }
     }
 
@@ -68,6 +72,11 @@ impl Reply {
 
     pub fn cut_after(mut self, n: usize) -> Self {
         self.cut_after = Some(n);
+        self
+    }
+
+    pub fn throttle(mut self, chunk: usize, pause: Duration) -> Self {
+        self.throttle = Some((chunk.max(1), pause));
         self
     }
 
@@ -254,14 +263,21 @@ fn serve<S: Read + Write>(
         Some(n) => &reply.body[..n.min(reply.body.len())],
         None => &reply.body[..],
     };
-    if stream.write_all(body).is_err() || stream.flush().is_err() {
+    if let Some((chunk, pause)) = reply.throttle {
+        for part in body.chunks(chunk) {
+            if stream.write_all(part).is_err() || stream.flush().is_err() {
+                return false;
+            }
+            thread::sleep(pause);
+        }
+    } else if stream.write_all(body).is_err() || stream.flush().is_err() {
         return false;
     }
     reply.cut_after.is_none()
 }
 
-/// A test CA and a server certificate for `127.0.0.1` and `localhost`,
-/// made fresh for each test.
+/// A test CA and a server certificate for `127.0.0.1` and `localhost`
+/// (and any names given to [`Pki::with_names`]), made fresh for each test.
 pub struct Pki {
     pub dir: tempfile::TempDir,
     /// The CA certificate, PEM: what `SSL_CERT_FILE` would point at.
@@ -271,6 +287,12 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
+        Pki::with_names(&[])
+    }
+
+    /// A server certificate also valid for `names` (e.g. `example.com`, for
+    /// a server reached through `FetchConfig::host_overrides`).
+    pub fn with_names(names: &[&str]) -> Self {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         };
@@ -289,8 +311,9 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let mut sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        sans.extend(names.iter().map(|n| (*n).to_owned()));
+        let mut params = CertificateParams::new(sans).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "berth test server");

@@ -1,0 +1,103 @@
+#!/bin/bash
+# Benchmark of getting an image into a store and onto disk, ~200 MB rootfs
+# (the shared Debian fixture), gzip:
+#
+#   file:  berth fetch ./berth.aci && berth image render ID DIR     (cold store)
+#     vs   skopeo copy oci:SRC oci:DST && umoci unpack DST BUNDLE   (target: <= 0.5x)
+#   http:  berth fetch http://127.0.0.1:PORT/berth.aci && render     (loopback server)
+#     vs   the same skopeo + umoci pair                              (target: <= 0.5x)
+#   import: berth fetch ./berth.aci (import only: hash + validate + store)
+#     vs   sh -c 'gzip -dc berth.aci | sha512sum'                    (target: <= 1.3x)
+#
+# The OCI side is the same rootfs as one gzip layer (umoci repack), copied
+# between two local OCI layouts (skopeo verifies every digest) and unpacked.
+# Every run starts from an empty store (removed untimed). Peak memory is
+# pairtime.py's ru_maxrss of the largest process (target: berth < 64 MB).
+#
+# Usage: bench/fetch.sh   (as root; after bench/build.sh made the ACI, or it
+#   is built here). BERTH (default target/release/berth), RUNS (5), WARMUP (1),
+#   BENCH_WORKDIR (where per-run stores live, default /var/tmp).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SHARED="${SHARED_BENCH:-$ROOT/../shared/bench}"
+[ -f "$SHARED/lib.sh" ] || { echo "shared bench library not found at $SHARED (set SHARED_BENCH)" >&2; exit 1; }
+. "$SHARED/lib.sh"
+need_root
+
+RUNS="${RUNS:-5}"
+WARMUP="${WARMUP:-1}"
+W="$F/aci-bench"
+OUT="$RESULTS_ROOT/fetch-$(date -u +%Y%m%dT%H%M%SZ)"
+BERTH="${BERTH:-$ROOT/target/release/berth}"
+WORK="$(mktemp -d "${BENCH_WORKDIR:-/var/tmp}/berth-fetch-bench.XXXXXX")"
+mkdir -p "$OUT"
+command -v skopeo >/dev/null || die "skopeo missing (apt-get install skopeo)"
+command -v umoci >/dev/null || die "umoci missing (apt-get install umoci)"
+[ -x "$BERTH" ] || (cd "$ROOT" && cargo build --release -q -p berth)
+
+SRVPID=""
+cleanup() {
+    if [ -n "$SRVPID" ] && kill -0 "$SRVPID" 2>/dev/null; then
+        kill "$SRVPID"; wait "$SRVPID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1. The ACI (bench/build.sh makes it from the shared fixture).
+ACI="$W/berth.aci"
+if [ ! -f "$ACI" ]; then
+    log "no $ACI: running bench/build.sh first"
+    RUNS=1 WARMUP=0 "$HERE/build.sh" >/dev/null
+fi
+
+# 2. The same rootfs as an OCI image layout with one gzip layer.
+OCI_SRC="$W/oci-src"
+if [ ! -e "$W/oci-src.done" ]; then
+    log "making the OCI layout (umoci repack of the same rootfs)"
+    rm -rf "$OCI_SRC" "$W/oci-bundle"
+    umoci init --layout "$OCI_SRC"
+    umoci new --image "$OCI_SRC:bench"
+    umoci unpack --image "$OCI_SRC:bench" "$W/oci-bundle"
+    rmdir "$W/oci-bundle/rootfs" 2>/dev/null || rm -rf "$W/oci-bundle/rootfs"
+    cp -a "$W/layout-nodev/rootfs" "$W/oci-bundle/rootfs"
+    umoci repack --image "$OCI_SRC:bench" "$W/oci-bundle"
+    rm -rf "$W/oci-bundle"
+    touch "$W/oci-src.done"
+fi
+
+# 3. A loopback HTTP server for the ACI.
+PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+$PY -m http.server --bind 127.0.0.1 --directory "$W" "$PORT" >/dev/null 2>&1 &
+SRVPID=$!
+for _ in $(seq 50); do
+    $PY -c "import socket; socket.create_connection(('127.0.0.1',$PORT)).close()" 2>/dev/null && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$PORT/berth.aci"
+
+S="$WORK/store"; R="$WORK/render"; D="$WORK/oci-dst"; B="$WORK/bundle"
+RESET="rm -rf $S $R $D $B; sync"
+FETCH_FILE="$BERTH --dir $S --insecure-options=image fetch --full $ACI"
+FETCH_HTTP="$BERTH --dir $S --insecure-options=image,http fetch --full $URL"
+RENDER="$BERTH --dir $S image render bench/debian $R"
+OCI_PAIR="sh -c 'skopeo copy -q oci:$OCI_SRC:bench oci:$D:bench && umoci unpack --image $D:bench $B'"
+
+log "ACI $(du -h "$ACI" | cut -f1), berth $BERTH, results in $OUT"
+cat "$ACI" > /dev/null  # page cache warm for both sides
+tar -C "$OCI_SRC" -cf - . > /dev/null
+
+pair() {  # pair NAME A B
+    local name="$1" a="$2" b="$3"
+    log "$name: waiting for a quiet machine (idle $(wait_quiet)%)"
+    $PAIRTIME -n "$RUNS" -w "$WARMUP" --name "$name" -a "$a" -b "$b" --prepare "$RESET" \
+        --log "$OUT/$name.log" --json "$OUT/$name.json" | tee "$OUT/$name.txt"
+}
+
+pair file-render "sh -c '$FETCH_FILE && $RENDER'" "$OCI_PAIR"
+pair http-render "sh -c '$FETCH_HTTP && $RENDER'" "$OCI_PAIR"
+pair import "$FETCH_FILE" "sh -c 'gzip -dc $ACI | sha512sum'"
+pair http-import "$FETCH_HTTP" "sh -c 'gzip -dc $ACI | sha512sum'"
+log "done: $OUT"

@@ -1,0 +1,435 @@
+//! The store-backed `berth image` subcommands: list, rm, gc, export,
+//! extract, render, verify. Each opens the store under `--dir`, resolves
+//! references with [`berth_fetch::find_in_store`] and prints what it did.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use berth_fetch::find_in_store;
+use berth_store::{ImageInfo, VerifyOptions, VerifyStatus};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::fetch::{open_store, short_id};
+use super::Format;
+use crate::globals::GlobalArgs;
+use crate::Outcome;
+
+/// Hex digits of an image ID that `image list` shows without `--full` (rkt's).
+const LIST_SHORT_HEX: usize = 12;
+
+/// A column of `image list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Field {
+    Id,
+    Name,
+    Labels,
+    Size,
+    Importtime,
+    Lastused,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format (JSON has whole IDs, sizes in bytes and times in
+    /// seconds since the epoch).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Columns to show, comma separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "id,name,labels,size,importtime,lastused"
+    )]
+    pub fields: Vec<Field>,
+    /// Leave out the header line.
+    #[arg(long)]
+    pub no_legend: bool,
+    /// Whole image IDs and exact sizes.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Image IDs (or unique prefixes) or names.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Keep images used more recently than this (e.g. 24h, 30m, 0s).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Image ID (or unique prefix) or name.
+    pub image: String,
+    /// The ACI file to write.
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Only the content of the rootfs (no `manifest`, no `rootfs/` level).
+    #[arg(long)]
+    pub rootfs_only: bool,
+    /// Empty DIR first if it is not empty.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Image ID (or unique prefix) or name.
+    pub image: String,
+    /// The target directory (missing or empty).
+    #[arg(value_name = "DIR")]
+    pub target: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Remove the corrupt images and trees found.
+    #[arg(long)]
+    pub drop_corrupt: bool,
+    /// Images to check (all of them by default).
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// `24h`, `30m`, `90s`, `1h30m`, `0`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (e.g. 24h, 30m, 90s, 1h30m)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// `1.5 MiB`, `512 B`.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-29 23:48:21 UTC` (the trust commands' format).
+fn utc(t: SystemTime) -> String {
+    berth_fetch::trust::key::format_time(t)
+}
+
+fn labels_text(image: &ImageInfo) -> String {
+    let text: Vec<String> = image
+        .labels
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.value))
+        .collect();
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.join(",")
+    }
+}
+
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let images = store.list().context("listing the images in the store")?;
+    let mut out = io::stdout().lock();
+    if args.format == Format::Json {
+        let docs: Vec<serde_json::Value> = images
+            .iter()
+            .map(|i| {
+                let labels: serde_json::Map<String, serde_json::Value> = i
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.to_string(), json!(l.value)))
+                    .collect();
+                json!({
+                    "id": i.id.as_str(),
+                    "name": i.name.as_str(),
+                    "labels": labels,
+                    "size": i.size(),
+                    "blobSize": i.blob_size,
+                    "treeSize": i.tree_size,
+                    "importTime": unix(i.import_time),
+                    "lastUsed": unix(i.last_used),
+                    "origin": i.origin,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+        return Ok(Outcome::Success);
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    if !args.no_legend {
+        rows.push(
+            args.fields
+                .iter()
+                .map(|f| {
+                    match f {
+                        Field::Id => "ID",
+                        Field::Name => "NAME",
+                        Field::Labels => "LABELS",
+                        Field::Size => "SIZE",
+                        Field::Importtime => "IMPORT TIME",
+                        Field::Lastused => "LAST USED",
+                    }
+                    .to_string()
+                })
+                .collect(),
+        );
+    }
+    for i in &images {
+        rows.push(
+            args.fields
+                .iter()
+                .map(|f| match f {
+                    Field::Id if args.full => i.id.to_string(),
+                    Field::Id => short_id(i.id.as_str(), LIST_SHORT_HEX).to_string(),
+                    Field::Name => i.name.to_string(),
+                    Field::Labels => labels_text(i),
+                    Field::Size if args.full => i.size().to_string(),
+                    Field::Size => human_size(i.size()),
+                    Field::Importtime => utc(i.import_time),
+                    Field::Lastused => utc(i.last_used),
+                })
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..args.fields.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn rm(global: &GlobalArgs, args: &RmArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let mut failed = 0;
+    for arg in &args.images {
+        let result = find_in_store(&store, arg)
+            .map_err(anyhow::Error::from)
+            .and_then(|i| store.remove(&i.id).map_err(anyhow::Error::from));
+        match result {
+            Ok(removed) => {
+                let trees: u64 = removed.trees.iter().map(|t| t.size).sum();
+                println!(
+                    "removed {} {} ({})",
+                    removed.id,
+                    removed.name,
+                    human_size(removed.size + trees)
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!(
+                    "berth: cannot remove {arg}: {}",
+                    e.chain().last().map(|c| c.to_string()).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "removing images: {failed} of {} could not be removed",
+            args.images.len()
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn gc(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let report = store
+        .gc(args.grace_period)
+        .context("garbage-collecting the store")?;
+    let mut out = io::stdout().lock();
+    for t in &report.removed_trees {
+        writeln!(out, "removed tree {} ({})", t.key, human_size(t.size))?;
+    }
+    for i in &report.removed_images {
+        for t in &i.trees {
+            writeln!(out, "removed tree {} ({})", t.key, human_size(t.size))?;
+        }
+        writeln!(
+            out,
+            "removed image {} {} ({})",
+            i.id,
+            i.name,
+            human_size(i.size)
+        )?;
+    }
+    for (key, holders) in &report.kept_trees {
+        writeln!(out, "kept tree {key}: in use by {}", holders.join(", "))?;
+    }
+    writeln!(out, "freed {}", human_size(report.freed))?;
+    Ok(Outcome::Success)
+}
+
+pub fn export(global: &GlobalArgs, args: &ExportArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let what = || format!("exporting {} to {}", args.image, args.out.display());
+    let image = find_in_store(&store, &args.image).with_context(what)?;
+    store
+        .export(&image.id, &args.out, args.overwrite)
+        .with_context(what)?;
+    Ok(Outcome::Success)
+}
+
+/// Empties `dir` (without following symlinks) for `--overwrite`.
+fn empty_for_overwrite(dir: &Path) -> anyhow::Result<()> {
+    if fs::canonicalize(dir).is_ok_and(|c| c == Path::new("/")) {
+        bail!("refusing to empty /");
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries {
+        let p = e?.path();
+        if fs::symlink_metadata(&p)?.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        }
+        .with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn extract(global: &GlobalArgs, args: &ExtractArgs, render: bool) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let what = || {
+        format!(
+            "{} {} into {}",
+            if render { "rendering" } else { "extracting" },
+            args.image,
+            args.target.display()
+        )
+    };
+    let image = find_in_store(&store, &args.image).with_context(what)?;
+    if render {
+        if args.overwrite {
+            empty_for_overwrite(&args.target).with_context(what)?;
+        }
+        store
+            .render_to(&image.id, &args.target, args.rootfs_only)
+            .with_context(what)?;
+    } else {
+        store
+            .extract(&image.id, &args.target, args.rootfs_only, args.overwrite)
+            .with_context(what)?;
+    }
+    Ok(Outcome::Success)
+}
+
+pub fn verify(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let mut ids = Vec::new();
+    for arg in &args.images {
+        ids.push(
+            find_in_store(&store, arg)
+                .with_context(|| format!("verifying {arg}"))?
+                .id,
+        );
+    }
+    let report = store
+        .verify(
+            &ids,
+            VerifyOptions {
+                drop_corrupt: args.drop_corrupt,
+            },
+        )
+        .context("verifying the store")?;
+    let mut out = io::stdout().lock();
+    let status = |s: &VerifyStatus| match s {
+        VerifyStatus::Ok => "ok".to_string(),
+        VerifyStatus::Missing => "MISSING".to_string(),
+        VerifyStatus::Corrupt { reason } => format!("CORRUPT: {reason}"),
+    };
+    for (id, s) in &report.images {
+        writeln!(out, "image {id}: {}", status(s))?;
+    }
+    for (key, s) in &report.trees {
+        writeln!(out, "tree {key}: {}", status(s))?;
+    }
+    for d in &report.dropped {
+        writeln!(out, "dropped {d}")?;
+    }
+    Ok(if report.is_clean() {
+        Outcome::Success
+    } else {
+        Outcome::Negative
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("h").is_err());
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(1_764_460_101)),
+            "2025-11-29 23:48:21 UTC"
+        );
+    }
+}
