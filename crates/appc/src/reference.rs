@@ -259,6 +259,12 @@ fn check_label(name: &AcIdentifier, value: &str) -> Result<(), ReferenceError> {
     if value.chars().any(char::is_control) {
         return Err(bad("control characters are not allowed"));
     }
+    // `NAME://…` reads as a URL (ImageArg::classify), so a version written
+    // right after the colon may not start with "//": every reference must
+    // print as something that reads back as the same reference.
+    if name == "version" && value.starts_with("//") {
+        return Err(bad("a version starting with \"//\" would read as a URL"));
+    }
     Ok(())
 }
 

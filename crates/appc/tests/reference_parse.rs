@@ -279,6 +279,9 @@ fn new_checks_like_parse() {
         (vec![("name", "x")], "cannot be a label"),
         (vec![("a", "1"), ("a", "2")], "duplicate label"),
         (vec![("os", "linux"), ("arch", "arm64")], "aarch64"),
+        // Found by the round-trip property: "a://" would print and then
+        // read back as a URL.
+        (vec![("version", "//")], "would read as a URL"),
     ];
     for (labels, fragment) in cases {
         let err = ImageReference::new(
