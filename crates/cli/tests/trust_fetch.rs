@@ -627,6 +627,12 @@ fn image_discover_prints_endpoints_keys_and_tried_urls() {
     );
     assert_eq!(v["pubkeys"][0], "https://example.com/pubkeys.gpg");
     assert_eq!(v["tried"].as_array().unwrap().len(), 1);
+    let o = run(site
+        .berth(&env)
+        .args(["image", "discover", "--json", "example.com/app"]));
+    ok(&o);
+    let short: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(short, v, "--json differs from --format=json");
 
     let o = run(site
         .berth(&env)

@@ -17,8 +17,12 @@ use crate::Outcome;
 
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
+    /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Shorthand for `--format=json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
     /// An image name with optional labels: `example.com/app:1.0,arch=amd64`.
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -35,7 +39,8 @@ pub fn run(global: &GlobalArgs, args: &DiscoverArgs) -> anyhow::Result<Outcome> 
     let http =
         Fetcher::new(super::fetch::fetch_config(global)?).context("setting up the HTTP client")?;
     let result = discover(&http, &full, Want::ImageAndKeys);
-    match args.format {
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Format::Text => {
             if global.debug {
