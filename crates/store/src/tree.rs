@@ -32,8 +32,37 @@
 //! ## Keys and completeness
 //! A tree's key hashes its layers (image IDs and whitelists), so a newer
 //! dependency gives a new tree. A tree is rendered in the process's temp
-//! dir, hashed (content hash in `hash`), synced, then renamed to
-//! `tree/<key>/`: a tree that exists is complete and is never written again.
+//! dir, hashed (content hash in `hash`, and in the index row written after
+//! the rename), then renamed to `tree/<key>/`: a tree that exists was
+//! complete when it was renamed, and its content (`manifest`, `rootfs/`) is
+//! never written again.
+//!
+//! ## Durability without syncing the file system
+//! A rename is durable before the data of the files it moves (ext4's
+//! delayed allocation, and the index's own fsync commits the rename, not
+//! the tree's data): after a power loss `tree/<key>/` and its row may be
+//! there with empty or truncated files. Rendering used to `syncfs` before
+//! the rename to rule that out, which costs the writeback of the whole
+//! tree (and of anything else dirty on that file system) on every render.
+//! A tree is only a cache, re-derivable from the verified blobs, so it is
+//! not synced any more; instead its `durable` file says how far it can be
+//! trusted (it is outside the content hash):
+//!
+//! - `boot <id>`: rendered during the boot whose
+//!   `/proc/sys/kernel/random/boot_id` is `<id>`. Within that boot the page
+//!   cache is the truth, so the tree is whole. Losing unsynced data takes a
+//!   crash of the machine, hence a reboot, hence another boot id;
+//! - `synced`: checked after a reboot (or rendered without a boot id, then
+//!   with a `syncfs` first): the content was read back from the disk and
+//!   matched the recorded hash, and the marker was written and fsynced.
+//!
+//! Anything else (another boot's id, an empty or missing file: its data or
+//! its name lost in the crash too) means "unknown": the first render after
+//! the reboot re-hashes the tree against its row under the render lock,
+//! keeps it (marking it `synced`) when it matches, and otherwise deletes it
+//! and renders it again; [`Store::tree_lease`] refuses such a tree until a
+//! render has settled it. The cost of durability is paid once per tree per
+//! crash-prone reboot, not on every render.
 
 use std::collections::HashSet;
 use std::fs;
@@ -109,6 +138,43 @@ pub enum TreeError {
 fn tio(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> TreeError {
     let path = path.into();
     move |source| TreeError::Io { op, path, source }
+}
+
+/// The file in a tree saying whether its content is known to be durable
+/// (see "Durability without syncing the file system" above).
+const DURABLE: &str = "durable";
+const SYNCED: &str = "synced";
+
+/// This boot's id, if the kernel tells (Linux with /proc).
+fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// Whether the tree in `dir` is known whole: rendered during this boot, or
+/// checked (and synced) since.
+fn settled(dir: &Path) -> bool {
+    let Ok(s) = fs::read_to_string(dir.join(DURABLE)) else {
+        return false;
+    };
+    let s = s.trim();
+    s == SYNCED
+        || s.strip_prefix("boot ")
+            .is_some_and(|b| Some(b) == boot_id().as_deref())
+}
+
+/// Sync the file system holding `dir`, then mark the tree `synced`
+/// (written aside, fsynced, renamed over the marker, directory fsynced).
+fn mark_synced(dir: &Path) -> io::Result<()> {
+    let fd = fsops::open_dir(dir)?;
+    rfs::syncfs(&fd)?;
+    let tmp = dir.join(".durable.new");
+    let mut f = fs::File::create(&tmp)?;
+    io::Write::write_all(&mut f, format!("{SYNCED}\n").as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(DURABLE))?;
+    fsops::fsync_dir(dir)
 }
 
 /// The name of a rendered tree: `deps-sha512-` and 64 hex digits.
@@ -491,7 +557,10 @@ impl Store {
     /// lives, gc and remove leave the tree and its images alone.
     pub fn tree_lease(&self, key: &TreeKey, holder: &str) -> Result<TreeLease<'_>, StoreError> {
         let lease = self.lease_unchecked(key, holder)?;
-        if !self.tree_dir(key).exists() || self.index.tree(key.as_str())?.is_none() {
+        let dir = self.tree_dir(key);
+        // A tree not known durable (see the module doc) must be checked by
+        // a render first.
+        if !dir.exists() || self.index.tree(key.as_str())?.is_none() || !settled(&dir) {
             return Err(TreeError::NotRendered {
                 key: key.to_string(),
             }
@@ -535,7 +604,7 @@ impl Store {
         let lease = self.lease_unchecked(&key, holder)?;
         let dir = self.tree_dir(&key);
         let row = self.index.tree(key.as_str())?;
-        if !dir.exists() || row.is_none() {
+        if !dir.exists() || row.is_none() || !settled(&dir) {
             let p = self.root.join("locks/render").join(key.as_str());
             let _render = lock::lock_wait(&p, LockMode::Exclusive).map_err(io_err("lock", &p))?;
             self.ensure_tree(&key, &layers, id, &dir)?;
@@ -565,14 +634,34 @@ impl Store {
     ) -> Result<(), StoreError> {
         let row = self.index.tree(key.as_str())?;
         if dir.exists() {
-            if row.is_some() {
-                return Ok(());
+            if let Some(row) = row {
+                if settled(dir) {
+                    return Ok(());
+                }
+                // Not known durable (rendered before a reboot, maybe a
+                // crash): keep it if it still hashes as recorded.
+                match fsops::hash_tree(dir, Some(&["manifest", "rootfs"])) {
+                    Ok(d) if d.hash == row.content_hash => {
+                        mark_synced(dir).map_err(io_err("sync", dir))?;
+                        return Ok(());
+                    }
+                    _ => {
+                        tracing::warn!(tree = %key, "rendering again a tree that does not match its hash after a reboot");
+                        // The row stays until render_tree replaces it: a row
+                        // without its directory is "not rendered" anyway.
+                        self.discard_tree_dir(key)?;
+                        return self.render_tree(key, layers, top, dir);
+                    }
+                }
             }
             // Renamed into place, then the process died before the row:
             // keep the tree if it is what its hash file says.
             let recorded = fs::read_to_string(dir.join("hash")).unwrap_or_default();
             match fsops::hash_tree(dir, Some(&["manifest", "rootfs"])) {
                 Ok(d) if d.hash == recorded.trim() => {
+                    if !settled(dir) {
+                        mark_synced(dir).map_err(io_err("sync", dir))?;
+                    }
                     self.index.insert_tree(&TreeRow {
                         key: key.to_string(),
                         image_id: top.to_string(),
@@ -677,6 +766,7 @@ impl Store {
         fs::create_dir(&rootfs)
             .map_err(tio("create", &rootfs))
             .map_err(StoreError::from)?;
+        let t0 = std::time::Instant::now();
         for (i, layer) in layers.iter().enumerate() {
             if i == 0 && layer.filter.is_empty() {
                 self.extract_layer(&layer.id, &rootfs)?;
@@ -703,9 +793,11 @@ impl Store {
         fs::write(&mp, &manifest)
             .map_err(tio("write", &mp))
             .map_err(StoreError::from)?;
+        let t1 = std::time::Instant::now();
         let digest = fsops::hash_tree(work, Some(&["manifest", "rootfs"]))
             .map_err(tio("hash", work))
             .map_err(StoreError::from)?;
+        let t2 = std::time::Instant::now();
         let hp = work.join("hash");
         fs::write(&hp, format!("{}\n", digest.hash))
             .map_err(tio("write", &hp))
@@ -716,11 +808,23 @@ impl Store {
         fs::write(&lp, json)
             .map_err(tio("write", &lp))
             .map_err(StoreError::from)?;
-        // Everything on disk before the rename makes the tree visible.
-        let fd = fsops::open_dir(work)
-            .map_err(tio("open", work))
+        // No syncfs: the tree is trusted for this boot only, until a later
+        // render checks it (see the module doc). Without a boot id, sync.
+        let dp = work.join(DURABLE);
+        let marker = match boot_id() {
+            Some(b) => format!("boot {b}\n"),
+            None => {
+                let fd = fsops::open_dir(work)
+                    .map_err(tio("open", work))
+                    .map_err(StoreError::from)?;
+                rfs::syncfs(&fd).map_err(|e| StoreError::from(tio("sync", work)(e.into())))?;
+                format!("{SYNCED}\n")
+            }
+        };
+        fs::write(&dp, marker)
+            .map_err(tio("write", &dp))
             .map_err(StoreError::from)?;
-        rfs::syncfs(&fd).map_err(|e| StoreError::from(tio("sync", work)(e.into())))?;
+        tracing::debug!(extract = ?(t1 - t0), hash = ?(t2 - t1), rest = ?t2.elapsed(), "tree rendered");
         Ok(digest)
     }
 

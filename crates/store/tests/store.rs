@@ -1364,3 +1364,63 @@ fn import_memory_stays_small() {
         v[0]
     );
 }
+
+/// A tree is not synced when rendered; its `durable` marker names the boot.
+/// After a reboot (another boot id in the marker), the first render checks
+/// it: an intact tree is kept and marked `synced`, one that lost data (or
+/// its marker) is rendered again; a lease waits for that check.
+#[test]
+fn tree_not_known_durable_is_checked_and_rebuilt_if_damaged() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path()).unwrap();
+    let id = import(
+        &store,
+        &tar_aci(
+            &manifest("example.com/durable", &[], json!([]), &[]),
+            &[file("a.txt", "hello\n"), file("dir/b.txt", "world\n")],
+        ),
+    );
+    let t = store.render(&id).unwrap();
+    let marker = t.path.join("durable");
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap(),
+        format!("boot {}\n", boot.trim())
+    );
+    let ino = fs::metadata(t.rootfs().join("a.txt")).unwrap().ino();
+    let other_boot = "boot 00000000-0000-0000-0000-000000000000\n";
+
+    // Rendered before a "reboot", intact: kept (same inode), now `synced`.
+    fs::write(&marker, other_boot).unwrap();
+    assert!(matches!(
+        store.tree_lease(&t.key, "pod"),
+        Err(StoreError::Tree(TreeError::NotRendered { .. }))
+    ));
+    let again = store.render(&id).unwrap();
+    assert_eq!(again.key, t.key);
+    assert_eq!(
+        fs::metadata(again.rootfs().join("a.txt")).unwrap().ino(),
+        ino
+    );
+    assert_eq!(fs::read_to_string(&marker).unwrap(), "synced\n");
+    drop(store.tree_lease(&t.key, "pod").unwrap());
+
+    // A "crash" truncated a file and lost the marker's data: rebuilt.
+    fs::write(&marker, "").unwrap();
+    fs::write(t.rootfs().join("dir/b.txt"), "").unwrap();
+    let rebuilt = store.render(&id).unwrap();
+    assert_eq!(
+        fs::read_to_string(rebuilt.rootfs().join("dir/b.txt")).unwrap(),
+        "world\n"
+    );
+    assert!(fs::read_to_string(&marker).unwrap().starts_with("boot "));
+    let report = store.verify(&[], VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    // The marker itself missing: checked too (kept when intact).
+    fs::remove_file(&marker).unwrap();
+    let ino = fs::metadata(t.rootfs().join("a.txt")).unwrap().ino();
+    store.render(&id).unwrap();
+    assert_eq!(fs::metadata(t.rootfs().join("a.txt")).unwrap().ino(), ino);
+    assert_eq!(fs::read_to_string(&marker).unwrap(), "synced\n");
+}
