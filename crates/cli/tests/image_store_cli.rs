@@ -469,3 +469,39 @@ fn names_prefer_images_for_this_host() {
          (run \"berth fetch\" or drop --pull-policy=never)"
     );
 }
+
+/// `berth image render IMAGE` without DIR renders into the tree store only
+/// and prints the tree's rootfs; `render IMAGE DIR` then copies that tree.
+#[test]
+fn render_without_dir_prints_the_tree_rootfs() {
+    let env = Env::new();
+    let a = tar_aci(
+        &manifest("example.com/tree-only", &[], json!([]), &[]),
+        &[file("etc/hello", "hello\n"), file("bin/x", "x\n")],
+    );
+    let id = import(&env, "tree-only", &a);
+    let out = run(env.berth().args(["image", "render", &id]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = PathBuf::from(stdout(&out).trim());
+    assert!(rootfs.starts_with(env.store().join("tree")), "{rootfs:?}");
+    assert!(rootfs.ends_with("rootfs"));
+    assert_eq!(read(rootfs.join("etc/hello")), "hello\n");
+    assert_eq!(read(rootfs.join("bin/x")), "x\n");
+    // Again: the same tree, reused.
+    let again = run(env
+        .berth()
+        .args(["image", "render", "example.com/tree-only"]));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), rootfs.to_str().unwrap());
+    // With DIR: a copy of it.
+    let dir = env.work().join("copy");
+    let out = run(env
+        .berth()
+        .args(["image", "render", "--rootfs-only", &id])
+        .arg(&dir));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read(dir.join("etc/hello")), "hello\n");
+    // --rootfs-only and --overwrite only make sense with DIR.
+    let bad = run(env.berth().args(["image", "render", "--rootfs-only", &id]));
+    assert!(!bad.status.success());
+}

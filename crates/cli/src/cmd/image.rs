@@ -47,8 +47,9 @@ pub enum ImageCmd {
     Export(super::store::ExportArgs),
     /// Extract an image alone (no dependencies) into a directory.
     Extract(super::store::ExtractArgs),
-    /// Render an image with its dependencies into a directory.
-    Render(super::store::ExtractArgs),
+    /// Render an image with its dependencies into the tree store (and print
+    /// the tree's rootfs), or copy it into a directory.
+    Render(super::store::RenderArgs),
     /// Re-hash the store's images and trees; exit 1 if anything is corrupt.
     Verify(super::store::VerifyArgs),
     /// Show where appc discovery finds an image name: ACI and signature
@@ -114,8 +115,8 @@ pub fn run(global: &GlobalArgs, cmd: ImageCmd) -> anyhow::Result<Outcome> {
         ImageCmd::Rm(args) => store::rm(global, &args),
         ImageCmd::Gc(args) => store::gc(global, &args),
         ImageCmd::Export(args) => store::export(global, &args),
-        ImageCmd::Extract(args) => store::extract(global, &args, false),
-        ImageCmd::Render(args) => store::extract(global, &args, true),
+        ImageCmd::Extract(args) => store::extract(global, &args),
+        ImageCmd::Render(args) => store::render(global, &args),
         ImageCmd::Verify(args) => store::verify(global, &args),
         ImageCmd::Discover(args) => super::discover::run(global, &args),
     }

@@ -95,6 +95,26 @@ pub struct ExtractArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Without DIR the image is rendered into the store's tree store only (what a
+pod uses; nothing is copied) and the path of the tree's rootfs is printed; an
+existing tree is reused. With DIR the tree is copied into DIR (`manifest` and
+`rootfs/`, or with --rootfs-only the rootfs's content).")]
+pub struct RenderArgs {
+    /// Only the content of the rootfs (no `manifest`, no `rootfs/` level); needs DIR.
+    #[arg(long, requires = "target")]
+    pub rootfs_only: bool,
+    /// Empty DIR first if it is not empty; needs DIR.
+    #[arg(long, requires = "target")]
+    pub overwrite: bool,
+    /// Image ID (or unique prefix) or name.
+    pub image: String,
+    /// Copy the rendered tree into this directory (missing or empty).
+    #[arg(value_name = "DIR")]
+    pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Remove the corrupt images and trees found.
     #[arg(long)]
@@ -347,29 +367,35 @@ fn empty_for_overwrite(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn extract(global: &GlobalArgs, args: &ExtractArgs, render: bool) -> anyhow::Result<Outcome> {
+pub fn extract(global: &GlobalArgs, args: &ExtractArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
-    let what = || {
-        format!(
-            "{} {} into {}",
-            if render { "rendering" } else { "extracting" },
-            args.image,
-            args.target.display()
-        )
-    };
+    let what = || format!("extracting {} into {}", args.image, args.target.display());
     let image = find_in_store(&store, &args.image).with_context(what)?;
-    if render {
-        if args.overwrite {
-            empty_for_overwrite(&args.target).with_context(what)?;
-        }
-        store
-            .render_to(&image.id, &args.target, args.rootfs_only)
-            .with_context(what)?;
-    } else {
-        store
-            .extract(&image.id, &args.target, args.rootfs_only, args.overwrite)
-            .with_context(what)?;
+    store
+        .extract(&image.id, &args.target, args.rootfs_only, args.overwrite)
+        .with_context(what)?;
+    Ok(Outcome::Success)
+}
+
+/// `berth image render IMAGE [DIR]`: into the tree store (printing the
+/// tree's rootfs), and with DIR copied there.
+pub fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    let Some(target) = &args.target else {
+        let what = || format!("rendering {}", args.image);
+        let image = find_in_store(&store, &args.image).with_context(what)?;
+        let tree = store.render(&image.id).with_context(what)?;
+        writeln!(io::stdout().lock(), "{}", tree.rootfs().display())?;
+        return Ok(Outcome::Success);
+    };
+    let what = || format!("rendering {} into {}", args.image, target.display());
+    let image = find_in_store(&store, &args.image).with_context(what)?;
+    if args.overwrite {
+        empty_for_overwrite(target).with_context(what)?;
     }
+    store
+        .render_to(&image.id, target, args.rootfs_only)
+        .with_context(what)?;
     Ok(Outcome::Success)
 }
 
