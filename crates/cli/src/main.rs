@@ -35,6 +35,11 @@ pub enum Outcome {
 pub const EXIT_FAILURE: u8 = 254;
 
 fn main() -> ExitCode {
+    // `berth stage1 ...` is how stage0 re-executes itself as the pod's
+    // supervisor (one binary ships): it bypasses the porcelain entirely.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("stage1")) {
+        return berth_stage1::main(std::env::args_os().skip(2).collect());
+    }
     let cli = Cli::parse();
     init_logging(cli.global.debug);
     let debug = cli.global.debug;

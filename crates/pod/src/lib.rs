@@ -1,0 +1,22 @@
+//! # berth-pod: pods on disk
+//!
+//! A pod is a directory under `<dir>/pods/<state>/<uuid>/` and a lock; there
+//! is no daemon to ask, so everything `list`, `status`, `stop`, `enter`,
+//! `rm` and `gc` need is in that directory (see [`layout`]).
+//!
+//! - [`plan`]: the typed, versioned stage0 -> stage1 plan.
+//! - [`layout`]: the names of the files in a pod directory.
+//! - [`status`]: what stage1 records about each app.
+//! - [`state`]: pod directories, their states as (directory, lock held?),
+//!   transitions by atomic rename under the lock, UUID prefix lookup.
+//!
+//! This crate never sees the image store: stage0 hands it rendered paths and
+//! manifests as plain data.
+
+pub mod fsutil;
+pub mod layout;
+pub mod plan;
+pub mod status;
+
+pub use plan::{AppPlan, MountPlan, NetMode, PodPlan, RestartPolicy, VolumeKindPlan, VolumePlan};
+pub use status::AppStatus;
