@@ -8,14 +8,25 @@
 //! With no arguments it prints one JSON object on stdout: its arguments,
 //! environment, ids, working directory and hostname. Later checks (mounts,
 //! capabilities, cgroups, network, listen fds) add fields, never change them.
+//!
+//! Options (they also appear in `args`): `--exit N` exits with N after the
+//! report; `--sleep-ms N` sleeps before exiting.
 
 use serde_json::{json, Map, Value};
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| -> Option<u64> {
+        let i = args.iter().position(|a| a == name)?;
+        args.get(i + 1)?.parse().ok()
+    };
     match serde_json::to_string(&report()) {
         Ok(s) => {
             println!("{s}");
-            std::process::ExitCode::SUCCESS
+            if let Some(ms) = opt("--sleep-ms") {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            std::process::ExitCode::from(opt("--exit").unwrap_or(0) as u8)
         }
         Err(e) => {
             eprintln!("berth-probe: cannot encode the report: {e}");
@@ -56,5 +67,16 @@ fn report() -> Value {
         "groups": groups,
         "cwd": cwd,
         "hostname": hostname,
+        "stdin_tty": rustix::termios::isatty(rustix::stdio::stdin()),
+        "mountpoints": mountpoints(),
     })
+}
+
+/// Mount points as this process sees them (field 5 of mountinfo).
+fn mountpoints() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .collect()
 }
