@@ -16,7 +16,9 @@
 pub mod fsutil;
 pub mod layout;
 pub mod plan;
+pub mod state;
 pub mod status;
 
 pub use plan::{AppPlan, MountPlan, NetMode, PodPlan, RestartPolicy, VolumeKindPlan, VolumePlan};
+pub use state::{Pod, PodError, PodState, Pods};
 pub use status::AppStatus;
