@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use crate::cmd::fetch::FetchArgs;
 use crate::cmd::image::ImageCmd;
+use crate::cmd::pods;
+use crate::cmd::run::{PrepareArgs, RunArgs, RunPreparedArgs};
 use crate::cmd::trust::TrustCmd;
 use crate::cmd::version::VersionArgs;
 
@@ -79,6 +81,31 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a pod of one or more apps in the foreground: `berth run [pod flags]
+    /// IMAGE [app flags] [-- ARGS... ---] [IMAGE ...]`.
+    Run(RunArgs),
+    /// Fetch, render and prepare a pod without starting it; prints its UUID.
+    Prepare(PrepareArgs),
+    /// Start a prepared pod (once) in the foreground.
+    RunPrepared(RunPreparedArgs),
+    /// List pods.
+    List(pods::ListArgs),
+    /// Show a pod's state, PIDs, times and per-app exit codes.
+    Status(pods::StatusArgs),
+    /// Stop running pods gracefully (or --force).
+    Stop(pods::StopArgs),
+    /// Show (or follow) the output of a pod's apps.
+    Logs(pods::LogsArgs),
+    /// Run a command inside a running pod's app.
+    Enter(pods::EnterArgs),
+    /// Remove exited or prepared pods now.
+    Rm(pods::RmArgs),
+    /// Mark exited pods as garbage and delete them after a grace period.
+    Gc(pods::GcArgs),
+    /// Print a pod's manifest.
+    CatManifest(pods::CatManifestArgs),
+    /// Export an exited pod's app rootfs as a new ACI.
+    Export(pods::ExportArgs),
     /// Build, validate and inspect images.
     #[command(subcommand)]
     Image(ImageCmd),

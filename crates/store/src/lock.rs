@@ -179,6 +179,12 @@ impl TmpDir {
         }
     }
 
+    /// Remove the directory now (its Drop will not run in a process that
+    /// execs).
+    pub(crate) fn remove_now(&self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+
     /// A fresh path inside this directory (nothing is created).
     pub(crate) fn fresh(&self, prefix: &str) -> PathBuf {
         self.path.join(unique_name(prefix))

@@ -278,6 +278,14 @@ impl Store {
     }
 
     /// The store's directory.
+    /// Call before this process execs another program (stage0 becoming the
+    /// pod supervisor): removes this process's temp directory, whose clean-up
+    /// on drop would never run, so the next berth does not report it as left
+    /// over. Imports and renders must not be started afterwards.
+    pub fn before_exec(&self) {
+        self.tmp.remove_now();
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

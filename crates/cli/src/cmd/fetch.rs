@@ -76,8 +76,15 @@ pub fn short_id(id: &str, hex: usize) -> &str {
     &id[..end]
 }
 
-pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
-    let store = open_store(global)?;
+/// Set up the image fetcher the way every command that brings images in
+/// needs it (discovery for names, signature verification unless
+/// `--insecure-options=image`) and hand it to `f`.
+pub fn with_image_fetcher<T>(
+    global: &GlobalArgs,
+    store: &Store,
+    policy: PullPolicy,
+    f: impl FnOnce(&mut ImageFetcher<'_>, &dyn Fn(&str)) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let http = Fetcher::new(fetch_config(global)?).context("setting up the HTTP client")?;
     let insecure_image = global.insecure_options.allows(Insecure::Image);
     if insecure_image {
@@ -93,16 +100,14 @@ pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
     };
     let trusted =
         berth_fetch::trust::TrustedImages::new(&http, super::trust::keystore(global), discovered);
-    let mut fetcher = ImageFetcher::new(&store, &http, args.pull_policy);
+    let mut fetcher = ImageFetcher::new(store, &http, policy);
     fetcher.insecure_image = insecure_image;
     fetcher.resolver = Some(&resolver);
     if !insecure_image {
         fetcher.verifiers = Some(&trusted);
     }
-    for image in &args.images {
-        let fetched = fetcher
-            .fetch(image)
-            .with_context(|| format!("fetching {image}"))?;
+    // Tells, after each image, whose signature it carried.
+    let report = |image: &str| {
         for v in trusted
             .verified
             .lock()
@@ -111,13 +116,26 @@ pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
         {
             eprintln!("berth: {image}: {v}");
         }
-        tracing::debug!(image, id = %fetched.id, source = ?fetched.source, "fetched");
-        let id = fetched.id.as_str();
-        if args.full {
-            println!("{id}");
-        } else {
-            println!("{}", short_id(id, FETCH_SHORT_HEX));
+    };
+    f(&mut fetcher, &report)
+}
+
+pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
+    let store = open_store(global)?;
+    with_image_fetcher(global, &store, args.pull_policy, |fetcher, report| {
+        for image in &args.images {
+            let fetched = fetcher
+                .fetch(image)
+                .with_context(|| format!("fetching {image}"))?;
+            report(image);
+            tracing::debug!(image, id = %fetched.id, source = ?fetched.source, "fetched");
+            let id = fetched.id.as_str();
+            if args.full {
+                println!("{id}");
+            } else {
+                println!("{}", short_id(id, FETCH_SHORT_HEX));
+            }
         }
-    }
-    Ok(Outcome::Success)
+        Ok(Outcome::Success)
+    })
 }

@@ -3,6 +3,8 @@
 pub mod discover;
 pub mod fetch;
 pub mod image;
+pub mod pods;
+pub mod run;
 pub mod store;
 pub mod trust;
 pub mod version;
@@ -21,6 +23,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fetch(args) => fetch::run(&cli.global, &args),
         Command::Trust(cmd) => trust::run(&cli.global, cmd),
         Command::Version(args) => version::run(&args),
+        Command::Run(args) => run::run(&cli.global, &args),
+        Command::Prepare(args) => run::prepare(&cli.global, &args),
+        Command::RunPrepared(args) => run::run_prepared(&cli.global, &args),
+        Command::List(args) => pods::list(&cli.global, &args),
+        Command::Status(args) => pods::status(&cli.global, &args),
+        Command::Stop(args) => pods::stop(&cli.global, &args),
+        Command::Logs(args) => pods::logs(&cli.global, &args),
+        Command::Enter(args) => pods::enter(&cli.global, &args),
+        Command::Rm(args) => pods::rm(&cli.global, &args),
+        Command::Gc(args) => pods::gc(&cli.global, &args),
+        Command::CatManifest(args) => pods::cat_manifest(&cli.global, &args),
+        Command::Export(args) => pods::export(&cli.global, &args),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use berth_fetch::find_in_store;
-use berth_store::{ImageInfo, VerifyOptions, VerifyStatus};
+use berth_store::{ImageInfo, Store, TreeLease, VerifyOptions, VerifyStatus};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -125,7 +125,7 @@ pub struct VerifyArgs {
 }
 
 /// `24h`, `30m`, `90s`, `1h30m`, `0`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?} (e.g. 24h, 30m, 90s, 1h30m)");
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -309,8 +309,43 @@ pub fn rm(global: &GlobalArgs, args: &RmArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// Lease the trees of every pod still on disk that may use them again
+/// (prepared, running, exited: `run-prepared` and `export` need them), so
+/// the store's gc keeps them. Running pods hold their own leases too.
+fn lease_pod_trees<'s>(
+    global: &GlobalArgs,
+    store: &'s Store,
+) -> anyhow::Result<Vec<TreeLease<'s>>> {
+    use berth_pod::PodState;
+    let pods = berth_pod::Pods::open(&global.dir).context("opening the pods")?;
+    let mut leases = Vec::new();
+    for pod in pods.list()? {
+        if !matches!(
+            pod.state,
+            PodState::Preparing | PodState::Prepared | PodState::Running | PodState::Exited
+        ) {
+            continue;
+        }
+        // A pod without a readable plan cannot use a tree again.
+        let Ok(plan) = berth_pod::PodPlan::load(&pod.dir) else {
+            continue;
+        };
+        for app in &plan.apps {
+            let Ok(key) = app.tree_key.parse() else {
+                continue;
+            };
+            // A tree already gone (or never settled) has nothing to keep.
+            if let Ok(l) = store.tree_lease(&key, &format!("pod {}", pod.uuid)) {
+                leases.push(l);
+            }
+        }
+    }
+    Ok(leases)
+}
+
 pub fn gc(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
+    let leases = lease_pod_trees(global, &store)?;
     let report = store
         .gc(args.grace_period)
         .context("garbage-collecting the store")?;
@@ -334,6 +369,7 @@ pub fn gc(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<Outcome> {
         writeln!(out, "kept tree {key}: in use by {}", holders.join(", "))?;
     }
     writeln!(out, "freed {}", human_size(report.freed))?;
+    drop(leases);
     Ok(Outcome::Success)
 }
 
