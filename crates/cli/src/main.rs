@@ -29,6 +29,9 @@ pub enum Outcome {
     Success,
     /// The command ran, and its answer is negative (e.g. an invalid image): exit 1.
     Negative,
+    /// Pass on another program's exit status (`berth enter CMD` exits with
+    /// CMD's).
+    Code(u8),
 }
 
 /// Exit status of berth's own failures (rkt's convention).
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Negative) => ExitCode::from(1),
+        Ok(Outcome::Code(code)) => ExitCode::from(code),
         Err(err) => {
             eprintln!("berth: {}", render_error(&err, debug));
             ExitCode::from(EXIT_FAILURE)

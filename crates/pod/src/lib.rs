@@ -7,13 +7,18 @@
 //! - [`plan`]: the typed, versioned stage0 -> stage1 plan.
 //! - [`layout`]: the names of the files in a pod directory.
 //! - [`status`]: what stage1 records about each app.
+//! - [`inspect`], [`enter`], [`export`]: reading a pod from the outside,
+//!   joining a running app, an exited app's files as one directory.
 //! - [`state`]: pod directories, their states as (directory, lock held?),
 //!   transitions by atomic rename under the lock, UUID prefix lookup.
 //!
 //! This crate never sees the image store: stage0 hands it rendered paths and
 //! manifests as plain data.
 
+pub mod enter;
+pub mod export;
 pub mod fsutil;
+pub mod inspect;
 pub mod layout;
 pub mod plan;
 pub mod state;
