@@ -155,6 +155,7 @@ fn the_executor_environment_follows_the_precedence_rules() {
     assert_eq!(env_of(&r, "BAZ").as_deref(), Some("flag"), "flag over file");
     assert_eq!(env_of(&r, "APPONLY").as_deref(), Some("yes"));
     assert_eq!(env_of(&r, "AC_APP_NAME").as_deref(), Some("envp"));
+    assert_eq!(env_of(&r, "container").as_deref(), Some("berth"));
     assert!(env_of(&r, "PATH").unwrap().contains("/usr/bin"));
 
     // Without --inherit-env nothing of berth's environment leaks in.

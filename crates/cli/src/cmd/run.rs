@@ -794,7 +794,7 @@ fn volume_plan(v: &Volume) -> VolumePlan {
 
 /// The environment stage1 gives an app: berth's own (with --inherit-env)
 /// under the app's (image, --set-env-file, --set-env), then the
-/// executor's variables of ace.md.
+/// executor's variables of ace.md (AC_APP_NAME, container, PATH when unset).
 fn app_env(app: &App, name: &str, inherit: bool, interactive: bool) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     if inherit {
@@ -816,6 +816,9 @@ fn app_env(app: &App, name: &str, inherit: bool, interactive: bool) -> Vec<(Stri
         env.push(("PATH".into(), DEFAULT_PATH.into()));
     }
     env_set(&mut env, "AC_APP_NAME", name);
+    // ace.md: `container` names the executor, a concise sign for the app
+    // that it runs in a container.
+    env_set(&mut env, "container", "berth");
     env
 }
 
@@ -947,8 +950,8 @@ fn prepare_pod<'s>(
                 None => 15,
             },
         });
+        // (render_leased records the image's last use.)
         leases.push(lease);
-        let _ = store.touch_last_used(&c.runtime.image.id);
     }
 
     let manifest = PodManifest {
