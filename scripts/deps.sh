@@ -15,5 +15,7 @@ install_debs() {
 # What the test suite runs for real: actool (appc's reference tool) judges
 # berth's images and manifests; busybox-static fills test images; the
 # compressors cross-check berth's archives; gnupg makes the keys and
-# signatures that berth's OpenPGP verification is tested against.
-TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg"
+# signatures that berth's OpenPGP verification is tested against; golang-go
+# builds appc's ACE validator from golang-github-appc-spec-dev's source
+# (tests/ace/build.sh), which then judges the pods berth runs.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg golang-go golang-github-appc-spec-dev"
