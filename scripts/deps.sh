@@ -17,5 +17,6 @@ install_debs() {
 # compressors cross-check berth's archives; gnupg makes the keys and
 # signatures that berth's OpenPGP verification is tested against; golang-go
 # builds appc's ACE validator from golang-github-appc-spec-dev's source
-# (tests/ace/build.sh), which then judges the pods berth runs.
-TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg golang-go golang-github-appc-spec-dev"
+# (tests/ace/build.sh), which then judges the pods berth runs; tmux and
+# script (bsdutils) give `berth run --interactive` real terminals.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg golang-go golang-github-appc-spec-dev tmux bsdutils util-linux"

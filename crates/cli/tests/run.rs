@@ -600,3 +600,80 @@ fn image_gc_keeps_the_trees_of_prepared_pods() {
         .stdin(Stdio::null()));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+/// A tmux session killed when dropped, even if the test fails.
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new(tool("tmux"))
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+/// Wait until the pane shows `text`; returns the pane's content.
+fn pane_shows(session: &str, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(Command::new(tool("tmux")).args(["capture-pane", "-p", "-t", session]));
+        let pane = stdout(&o);
+        if pane.contains(text) {
+            return pane;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pane never showed {text:?}:\n{pane}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn interactive_pods_work_in_tmux_with_window_size_and_ctrl_c() {
+    let env = Env::new();
+    let img = image(&env, "tmx", SH_APP, |root| {
+        for applet in ["stty", "read"] {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    });
+    let session = format!("berth-test-{}", std::process::id());
+    let status_file = env.work().join("status");
+    // Ctrl-C typed in the terminal must reach the app as SIGINT through
+    // the pod's own terminal; the app's exit code comes back out.
+    let script =
+        "echo SIZE $(stty size); trap 'echo GOT-INT; exit 5' INT; echo READY; sleep 100 & wait";
+    let cmd = format!(
+        "{} --dir {} run --interactive {} --exec /bin/sh -- -c \"{}\" ---; echo $? > {}; sleep 100",
+        env!("CARGO_BIN_EXE_berth"),
+        env.store().display(),
+        img,
+        script,
+        status_file.display()
+    );
+    let o = run(Command::new(tool("tmux")).args([
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "91",
+        "-y",
+        "27",
+        &cmd,
+    ]));
+    assert!(o.status.success(), "tmux: {}", stderr(&o));
+    let _guard = Tmux(session.clone());
+    let pane = pane_shows(&session, "READY");
+    assert!(pane.contains("SIZE 27 91"), "window size: {pane}");
+    let o = run(Command::new(tool("tmux")).args(["send-keys", "-t", &session, "C-c"]));
+    assert!(o.status.success());
+    pane_shows(&session, "GOT-INT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status_file.exists() {
+        assert!(Instant::now() < deadline, "berth run did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fs::read_to_string(&status_file).unwrap().trim(), "5");
+}
