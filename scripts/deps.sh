@@ -16,4 +16,7 @@ install_debs() {
 # berth's images and manifests; busybox-static fills test images; the
 # compressors cross-check berth's archives; gnupg makes the keys and
 # signatures that berth's OpenPGP verification is tested against.
-TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg"
+# docker-registry (distribution v2), skopeo and umoci serve, push and unpack
+# the Docker/OCI images that berth's registry client and layer rendering are
+# checked against; tar packs OCI archives.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg docker-registry skopeo umoci tar"
