@@ -18,5 +18,8 @@ install_debs() {
 # signatures that berth's OpenPGP verification is tested against; golang-go
 # builds appc's ACE validator from golang-github-appc-spec-dev's source
 # (tests/ace/build.sh), which then judges the pods berth runs; tmux and
-# script (bsdutils) give `berth run --interactive` real terminals.
-TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg golang-go golang-github-appc-spec-dev tmux bsdutils util-linux"
+# script (bsdutils) give `berth run --interactive` real terminals;
+# docker-registry (distribution v2), skopeo and umoci serve, push and unpack
+# the Docker/OCI images that berth's registry client and layer rendering are
+# checked against; tar packs OCI archives.
+TEST_DEBS="appc-spec busybox-static gzip xz-utils bzip2 zstd file gnupg golang-go golang-github-appc-spec-dev tmux bsdutils util-linux docker-registry skopeo umoci tar"

@@ -28,6 +28,9 @@
 //!   from real-world HTML, template rendering, and the walk up the name as a
 //!   state machine the HTTP layer drives.
 //!
+//! - [`oci`]: Docker/OCI references, image JSON documents and the image
+//!   config as an appc app (OCI layers are extracted by [`aci`]).
+//!
 //! Errors carry the path of what failed; callers print the chain once.
 
 pub mod aci;
@@ -36,6 +39,7 @@ pub mod error;
 pub mod isolator;
 pub mod lenient;
 pub mod manifest;
+pub mod oci;
 pub mod quantity;
 pub mod reference;
 pub mod types;

@@ -208,6 +208,21 @@ impl Fetcher {
         cache: Option<&CacheInfo>,
         partial: &Path,
     ) -> Result<Outcome, FetchError> {
+        self.download_with(url, cache, partial, &[], None)
+    }
+
+    /// [`download`](Self::download) with more request headers (`Accept`),
+    /// and `authorization` (a registry's Bearer token) sent instead of the
+    /// `auth.d` credentials to the URL's own host only: a redirect to
+    /// another host (a registry's blob storage) never receives it.
+    pub fn download_with(
+        &self,
+        url: &str,
+        cache: Option<&CacheInfo>,
+        partial: &Path,
+        extra: &[(HeaderName, String)],
+        authorization: Option<&str>,
+    ) -> Result<Outcome, FetchError> {
         let url = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
             url: url.to_owned(),
             source,
@@ -227,7 +242,7 @@ impl Fetcher {
         let mut resume = resume_point(&url, &file, partial).map_err(partial_err)?;
 
         loop {
-            let mut headers: Vec<(HeaderName, String)> = Vec::new();
+            let mut headers: Vec<(HeaderName, String)> = extra.to_vec();
             if let Some(cache) = cache {
                 if let Some(etag) = &cache.etag {
                     headers.push((IF_NONE_MATCH, etag.clone()));
@@ -242,7 +257,7 @@ impl Fetcher {
             let offset = resume.as_ref().map_or(0, |r| r.0);
             tracing::debug!(%url, conditional = cache.is_some(), resume_offset = offset,
                 "cache: revalidating or downloading");
-            let sent = self.send(&url, &headers)?;
+            let sent = self.send_as(&url, &headers, authorization)?;
             let status = sent.response.status().as_u16();
             let at = sent.url.to_string();
             match status {
@@ -369,6 +384,18 @@ impl Fetcher {
     /// Sends a GET, following redirects. Credentials are looked up for each
     /// hop's own host, so they never follow a redirect to another host.
     fn send(&self, url: &Url, headers: &[(HeaderName, String)]) -> Result<Sent, FetchError> {
+        self.send_as(url, headers, None)
+    }
+
+    /// [`send`](Self::send); `authorization` replaces the `auth.d`
+    /// credentials on hops to `url`'s own origin, and is never sent
+    /// elsewhere.
+    fn send_as(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+        authorization: Option<&str>,
+    ) -> Result<Sent, FetchError> {
         let mut current = url.clone();
         for _hop in 0..=self.config.max_redirects {
             self.check_scheme(&current)?;
@@ -376,11 +403,23 @@ impl Fetcher {
             for (name, value) in headers {
                 request = request.header(name, value);
             }
+            let same_origin = current.host_str() == url.host_str()
+                && current.port_or_known_default() == url.port_or_known_default();
+            let explicit = authorization.filter(|_| same_origin);
             let credentials = current.host_str().and_then(|h| {
                 self.config
                     .auth
                     .for_host(h, current.port_or_known_default())
             });
+            let credentials = if explicit.is_some() {
+                None
+            } else {
+                credentials
+            };
+            if let Some(a) = explicit {
+                tracing::debug!(host = current.host_str(), "sending the registry's token");
+                request = request.header(AUTHORIZATION, a);
+            }
             if let Some(c) = credentials {
                 tracing::debug!(
                     host = current.host_str(),
@@ -417,7 +456,7 @@ impl Fetcher {
             return Ok(Sent {
                 response,
                 url: current,
-                sent_credentials: credentials.is_some(),
+                sent_credentials: credentials.is_some() || explicit.is_some(),
             });
         }
         Err(FetchError::TooManyRedirects {
@@ -507,6 +546,89 @@ impl Fetcher {
             });
         }
         Ok((body, final_url))
+    }
+}
+
+/// A small response of any status, for protocols that branch on it (a
+/// registry's `401` with its `WWW-Authenticate` challenge).
+#[derive(Debug, Clone)]
+pub struct SmallResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// The URL after redirects.
+    pub url: String,
+}
+
+impl SmallResponse {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error a non-success status means, as downloads report it.
+    pub fn error(&self, sent_credentials: bool) -> FetchError {
+        let status = Status(self.status);
+        let url = self.url.clone();
+        match self.status {
+            404 => FetchError::NotFound { url },
+            401 | 403 => FetchError::AccessDenied {
+                host: Url::parse(&url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                url,
+                status,
+                sent_credentials,
+            },
+            500..=599 => FetchError::ServerError { url, status },
+            _ => FetchError::UnexpectedStatus { url, status },
+        }
+    }
+}
+
+impl Fetcher {
+    /// GETs a small document with more headers and any status (see
+    /// [`SmallResponse`]); `authorization` as in
+    /// [`download_with`](Self::download_with). Bodies over `limit` bytes
+    /// fail.
+    pub fn get_small_with(
+        &self,
+        url: &str,
+        extra: &[(HeaderName, String)],
+        authorization: Option<&str>,
+        limit: u64,
+    ) -> Result<SmallResponse, FetchError> {
+        let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
+            url: url.to_owned(),
+            source,
+        })?;
+        self.check_scheme(&parsed)?;
+        let sent = self.send_as(&parsed, extra, authorization)?;
+        let status = sent.response.status().as_u16();
+        let headers = sent.response.headers().clone();
+        let final_url = sent.url.to_string();
+        let mut body = Vec::new();
+        let mut reader = sent.response.into_body().into_reader().take(limit + 1);
+        reader
+            .read_to_end(&mut body)
+            .map_err(|source| FetchError::Interrupted {
+                url: final_url.clone(),
+                received: body.len() as u64,
+                source,
+            })?;
+        if body.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: final_url,
+                limit,
+            });
+        }
+        Ok(SmallResponse {
+            status,
+            headers,
+            body,
+            url: final_url,
+        })
     }
 }
 

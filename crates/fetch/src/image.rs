@@ -10,7 +10,7 @@
 //! | a path (`./app.aci`, `/x/app.aci`, `file://…`) | imported from the file, whatever the pull policy (origin: the absolute path) |
 //! | `https://…` (`http://` with `--insecure-options=http`) | [`PullPolicy::decide`] with the [`CacheInfo`] the store keeps for the URL; a download streams into [`Store::import_aci`] |
 //! | a name with labels | store lookup; if missing, the [`NameResolver`] (discovery) |
-//! | `docker://`, `oci:`… | refused for now |
+//! | `docker://`, `oci:`… | refused: [`crate::oci::OciFetcher`] fetches them |
 //!
 //! # Name lookup
 //! The store's images whose name matches and which carry every label the
@@ -102,7 +102,7 @@ pub enum ImageFetchError {
         #[source]
         source: PluginError,
     },
-    #[error("docker images are not supported yet")]
+    #[error("Docker/OCI images are fetched by berth_fetch::oci::OciFetcher, not as ACIs")]
     Docker,
     #[error("signature verification is not available yet; pass --insecure-options=image to fetch without it")]
     NoVerification,

@@ -28,6 +28,9 @@
 //!   to do (404, 5xx, 401/403 and auth.d, TLS and `SSL_CERT_FILE`/
 //!   `--insecure-options=tls`, connection refused with `host:port`, ...).
 //!
+//! - [`oci`]: Docker/OCI images: the registry v2 client (token auth,
+//!   manifest lists, parallel resumable layer downloads) and OCI layouts,
+//!   OCI archives and `docker save` archives, into the store's sha256 blobs.
 //! - [`ImageFetcher`] (module `image`): the orchestration on top of the
 //!   store: classifies a command-line image argument, applies the pull
 //!   policy, imports files, downloads URLs straight into the store's import,
@@ -94,6 +97,7 @@ pub mod discover;
 mod error;
 mod http;
 mod image;
+pub mod oci;
 mod policy;
 mod progress;
 pub mod trust;
@@ -103,10 +107,11 @@ pub use cache::CacheInfo;
 pub use error::{FetchError, Status};
 pub use http::{
     parse_host_overrides, resume_info_path, Completed, Download, FetchConfig, Fetcher, Outcome,
+    SmallResponse,
 };
 pub use image::{
     find_by_name, find_in_store, Fetched, ImageFetchError, ImageFetcher, NameResolver, PluginError,
     Source, VerifierFactory,
 };
 pub use policy::{ParsePullPolicyError, PullDecision, PullPolicy};
-pub use progress::{Progress, ProgressRead};
+pub use progress::{Progress, ProgressGroup, ProgressRead};

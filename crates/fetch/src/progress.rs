@@ -111,6 +111,41 @@ impl Progress {
     }
 }
 
+/// Several bars drawn together on stderr, one per parallel download (an
+/// OCI image's layers), so they do not overwrite each other.
+#[derive(Debug, Clone)]
+pub struct ProgressGroup {
+    multi: Option<indicatif::MultiProgress>,
+}
+
+impl ProgressGroup {
+    /// A group on stderr if it is a terminal (and `enabled`); silent otherwise.
+    pub fn stderr(enabled: bool) -> Self {
+        ProgressGroup {
+            multi: (enabled && io::stderr().is_terminal())
+                .then(|| indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
+    }
+
+    /// A new bar in the group.
+    pub fn bar(&self, message: impl Into<Cow<'static, str>>) -> Progress {
+        match &self.multi {
+            None => {
+                let p = Progress::hidden();
+                p.bar.set_message(message);
+                p
+            }
+            Some(m) => {
+                let bar = m.add(ProgressBar::hidden());
+                bar.set_message(message);
+                let p = Progress { bar };
+                p.set_length(None);
+                p
+            }
+        }
+    }
+}
+
 fn style(template: &str) -> ProgressStyle {
     // The templates are constants checked by the tests below.
     ProgressStyle::with_template(template)

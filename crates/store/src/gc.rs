@@ -80,6 +80,10 @@ pub struct GcReport {
     /// another process is busy with them.
     pub kept_images: Vec<ImageId>,
     pub orphans: OrphanReport,
+    /// OCI images removed (unused for the grace period).
+    pub removed_oci_images: Vec<crate::oci::RemovedOciImage>,
+    /// OCI images past the grace period kept (a held tree, another process).
+    pub kept_oci_images: Vec<Digest>,
     /// Bytes freed in all.
     pub freed: u64,
 }
@@ -120,7 +124,7 @@ impl VerifyReport {
 /// The recorded holders of a tree whose process still exists (rows of
 /// processes that died without dropping their lease stay until the tree
 /// goes; the flock, not the row, is what protects the tree).
-fn holders(store: &Store, key: &str) -> Vec<String> {
+pub(crate) fn holders(store: &Store, key: &str) -> Vec<String> {
     store
         .index
         .lease_holders(key)
@@ -143,11 +147,20 @@ impl Store {
 
     /// Try to remove a tree: `Ok(None)` if a process holds it.
     fn try_remove_tree(&self, key: &str) -> Result<Option<RemovedTree>, StoreError> {
+        self.try_remove_tree_for(key, GC_TRIES.0)
+    }
+
+    /// [`Store::try_remove_tree`], trying the lock `tries` times.
+    pub(crate) fn try_remove_tree_for(
+        &self,
+        key: &str,
+        tries: u32,
+    ) -> Result<Option<RemovedTree>, StoreError> {
         let Ok(k) = key.parse::<TreeKey>() else {
             return Ok(None);
         };
         let lp = self.root.join("locks/tree").join(key);
-        let Some(lock) = lock::try_lock_for(&lp, Mode::Exclusive, GC_TRIES.0, GC_TRIES.1)
+        let Some(lock) = lock::try_lock_for(&lp, Mode::Exclusive, tries, GC_TRIES.1)
             .map_err(io_err("lock", &lp))?
         else {
             return Ok(None);
@@ -237,6 +250,7 @@ impl Store {
             ..GcReport::default()
         };
         let mut held_images: HashSet<String> = HashSet::new();
+        let mut held_trees: HashSet<String> = HashSet::new();
         for t in self.index.trees()? {
             match self.try_remove_tree(&t.key)? {
                 Some(r) => {
@@ -246,6 +260,7 @@ impl Store {
                 }
                 None => {
                     tracing::debug!(tree = %t.key, "gc keeps a tree in use");
+                    held_trees.insert(t.key.clone());
                     held_images.insert(t.image_id.clone());
                     held_images.extend(t.layers.iter().cloned());
                     report
@@ -284,6 +299,13 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let (removed, kept, freed) = self.oci_gc(crate::index::from_millis(cutoff), &held_trees)?;
+        for r in &removed {
+            report.removed_trees.extend(r.trees.iter().cloned());
+        }
+        report.removed_oci_images = removed;
+        report.kept_oci_images = kept;
+        report.freed += freed;
         Ok(report)
     }
 

@@ -17,6 +17,7 @@
 //! never migrate at once), after a backup with `VACUUM INTO`. A database
 //! newer than this berth is refused.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -77,6 +78,35 @@ pub const MIGRATIONS: &[&str] = &[
         since INTEGER NOT NULL,
         PRIMARY KEY (tree_key, holder, pid)
      );",
+    // 3: OCI images (named by the sha256 of their manifest), the names they
+    // were fetched by, and the blobs (manifest, config, layers) each uses:
+    // a blob no image lists is garbage.
+    "CREATE TABLE oci_images (
+        digest TEXT PRIMARY KEY NOT NULL,
+        media_type TEXT NOT NULL,
+        config_digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        import_time INTEGER NOT NULL,
+        last_used INTEGER NOT NULL,
+        origin TEXT,
+        platform TEXT
+     );
+     CREATE TABLE oci_refs (
+        reference TEXT PRIMARY KEY NOT NULL,
+        image TEXT NOT NULL REFERENCES oci_images(digest) ON DELETE CASCADE,
+        updated INTEGER NOT NULL
+     );
+     CREATE INDEX oci_refs_by_image ON oci_refs(image);
+     CREATE TABLE oci_image_blobs (
+        image TEXT NOT NULL REFERENCES oci_images(digest) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        media_type TEXT NOT NULL,
+        PRIMARY KEY (image, position)
+     );
+     CREATE INDEX oci_image_blobs_by_digest ON oci_image_blobs(digest);",
 ];
 
 /// The schema version this code writes.
@@ -164,6 +194,34 @@ pub(crate) struct TreeRow {
     pub rendered_at: i64,
     /// Image IDs, bottom layer first.
     pub layers: Vec<String>,
+}
+
+/// One blob an OCI image uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OciBlobRow {
+    /// `manifest`, `config` or `layer`.
+    pub role: String,
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// One OCI image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OciImageRow {
+    pub digest: String,
+    pub media_type: String,
+    pub config_digest: String,
+    pub size: u64,
+    pub import_time: i64,
+    pub last_used: i64,
+    pub origin: Option<String>,
+    pub platform: Option<String>,
+    /// Names it was fetched by, most recent first.
+    pub references: Vec<String>,
+    /// Manifest, config, then layers bottom first.
+    pub blobs: Vec<OciBlobRow>,
+    pub tree_size: u64,
 }
 
 /// The index; one connection, shared by the threads of a `Store`.
@@ -605,5 +663,176 @@ impl Index {
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })();
         r.map_err(q("read tree leases"))
+    }
+}
+
+impl Index {
+    /// Insert (or refresh) an OCI image with its blobs; `reference` (if
+    /// any) now names it. Returns whether the image row is new.
+    pub(crate) fn insert_oci_image(
+        &self,
+        row: &OciImageRow,
+        reference: Option<&str>,
+    ) -> Result<bool, IndexError> {
+        let mut conn = self.conn();
+        let r = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO oci_images (digest, media_type, config_digest, size, \
+                 import_time, last_used, origin, platform) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    row.digest,
+                    row.media_type,
+                    row.config_digest,
+                    row.size as i64,
+                    row.import_time,
+                    row.last_used,
+                    row.origin,
+                    row.platform
+                ],
+            )?;
+            if n == 1 {
+                for (i, b) in row.blobs.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO oci_image_blobs (image, position, role, digest, size, media_type) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![row.digest, i as i64, b.role, b.digest, b.size as i64, b.media_type],
+                    )?;
+                }
+            } else {
+                tx.execute(
+                    "UPDATE oci_images SET last_used = max(last_used, ?2) WHERE digest = ?1",
+                    params![row.digest, row.last_used],
+                )?;
+            }
+            if let Some(r) = reference {
+                tx.execute(
+                    "INSERT OR REPLACE INTO oci_refs (reference, image, updated) VALUES (?1, ?2, ?3)",
+                    params![r, row.digest, row.last_used],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })();
+        r.map_err(q("insert an OCI image"))
+    }
+
+    fn oci_where(
+        &self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<OciImageRow>, IndexError> {
+        let conn = self.conn();
+        let r = (|| {
+            let mut st = conn.prepare(&format!(
+                "SELECT digest, media_type, config_digest, size, import_time, last_used, origin, platform, \
+                 (SELECT COALESCE(SUM(size), 0) FROM trees WHERE trees.image_id = oci_images.digest) \
+                 FROM oci_images {clause}"
+            ))?;
+            let mut rows = st
+                .query_map(args, |r| {
+                    Ok(OciImageRow {
+                        digest: r.get(0)?,
+                        media_type: r.get(1)?,
+                        config_digest: r.get(2)?,
+                        size: r.get::<_, i64>(3)? as u64,
+                        import_time: r.get(4)?,
+                        last_used: r.get(5)?,
+                        origin: r.get(6)?,
+                        platform: r.get(7)?,
+                        references: Vec::new(),
+                        blobs: Vec::new(),
+                        tree_size: r.get::<_, i64>(8)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut refs = conn.prepare_cached(
+                "SELECT reference FROM oci_refs WHERE image = ?1 ORDER BY updated DESC, reference",
+            )?;
+            let mut blobs = conn.prepare_cached(
+                "SELECT role, digest, size, media_type FROM oci_image_blobs WHERE image = ?1 ORDER BY position",
+            )?;
+            for row in &mut rows {
+                row.references = refs
+                    .query_map(params![row.digest], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                row.blobs = blobs
+                    .query_map(params![row.digest], |r| {
+                        Ok(OciBlobRow {
+                            role: r.get(0)?,
+                            digest: r.get(1)?,
+                            size: r.get::<_, i64>(2)? as u64,
+                            media_type: r.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+            }
+            Ok(rows)
+        })();
+        r.map_err(q("read OCI images"))
+    }
+
+    pub(crate) fn oci_image(&self, digest: &str) -> Result<Option<OciImageRow>, IndexError> {
+        Ok(self
+            .oci_where("WHERE digest = ?1", &[&digest])?
+            .into_iter()
+            .next())
+    }
+
+    pub(crate) fn oci_images(&self) -> Result<Vec<OciImageRow>, IndexError> {
+        self.oci_where("ORDER BY import_time, digest", &[])
+    }
+
+    /// Digests of OCI images starting with `prefix`.
+    pub(crate) fn oci_with_prefix(&self, prefix: &str) -> Result<Vec<String>, IndexError> {
+        let conn = self.conn();
+        let r = (|| {
+            let mut st = conn.prepare(
+                "SELECT digest FROM oci_images WHERE substr(digest, 1, length(?1)) = ?1 ORDER BY digest",
+            )?;
+            let rows = st.query_map(params![prefix], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })();
+        r.map_err(q("look up an OCI image digest prefix"))
+    }
+
+    /// The image a reference names.
+    pub(crate) fn oci_by_reference(&self, reference: &str) -> Result<Option<String>, IndexError> {
+        self.conn()
+            .query_row(
+                "SELECT image FROM oci_refs WHERE reference = ?1",
+                params![reference],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("look up an OCI reference"))
+    }
+
+    pub(crate) fn delete_oci_image(&self, digest: &str) -> Result<(), IndexError> {
+        self.conn()
+            .execute("DELETE FROM oci_images WHERE digest = ?1", params![digest])
+            .map(drop)
+            .map_err(q("delete an OCI image"))
+    }
+
+    /// Every blob digest some OCI image uses.
+    pub(crate) fn oci_used_blobs(&self) -> Result<HashSet<String>, IndexError> {
+        let conn = self.conn();
+        let r = (|| {
+            let mut st = conn.prepare("SELECT DISTINCT digest FROM oci_image_blobs")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<HashSet<String>>>()
+        })();
+        r.map_err(q("list the blobs of OCI images"))
+    }
+
+    pub(crate) fn touch_oci(&self, digest: &str, at: i64) -> Result<(), IndexError> {
+        self.conn()
+            .execute(
+                "UPDATE oci_images SET last_used = max(last_used, ?2) WHERE digest = ?1",
+                params![digest, at],
+            )
+            .map(drop)
+            .map_err(q("update last used"))
     }
 }

@@ -18,6 +18,9 @@
 //! - `tree.rs` resolves an image's dependencies (the appc "Filesystem
 //!   Setup" order, path whitelists, override rules), renders them once into
 //!   `tree/<key>/`, and hands out [`TreeLease`]s to pods.
+//! - `oci.rs` keeps OCI images: sha256 blobs shared by digest (with
+//!   resumable partial downloads), image rows with their references and
+//!   blobs, and trees of layer chains with OCI whiteout semantics.
 //! - `gc.rs` removes unused trees and images and adopts or removes orphans;
 //!   it also verifies blobs and trees against their hashes.
 //! - `lock.rs` holds the flocks that make several berth processes safe, and
@@ -29,13 +32,16 @@
 //! ```text
 //! cas/index.db                     SQLite index (+ -wal, -shm, backups)
 //! cas/blobs/sha512/<128 hex>       an ACI as received; its name is its image ID
-//! cas/blobs/sha256/<64 hex>        (OCI blobs)
+//! cas/blobs/sha256/<64 hex>        an OCI blob (manifest, config, layer)
+//! cas/partial/sha256-<64 hex>      an OCI blob being downloaded (resumable)
 //! tree/deps-sha512-<64 hex>/       a rendered tree, never written once there:
 //!     rootfs/                        the image and its dependencies
 //!     manifest                       the top image's manifest
 //!     hash                           content hash of manifest + rootfs/
 //!     layers                         image IDs rendered, bottom first (JSON)
 //! locks/image/<algo>-<hex>         flock: import commit / remove / gc of an image
+//! tree/oci-sha256-<64 hex>/        an OCI layer chain rendered: rootfs/, hash...
+//! locks/oci-blobs                  flock: shared by pulls, exclusive to sweep blobs
 //! locks/tree/<key>                 flock: shared = leased, exclusive = gc/remove
 //! locks/render/<key>               flock: one renderer per tree
 //! tmp/<pid>-<time>-<n>/            one process's temp files, locked while it lives
@@ -62,6 +68,7 @@ mod gc;
 mod import;
 pub mod index;
 mod lock;
+mod oci;
 mod store;
 mod tree;
 
@@ -74,5 +81,6 @@ pub use import::{
     VerifierError,
 };
 pub use index::IndexError;
+pub use oci::{NewOciImage, OciBlob, OciImage, OciTree, PullGuard, RemovedOciImage};
 pub use store::{ImageInfo, ImageKind, ImageRef, ImageRefError, Store, StoreError};
 pub use tree::{TreeError, TreeKey, TreeLease, TreePath};

@@ -85,6 +85,29 @@ pub enum StoreError {
     },
     #[error("blob {expected} does not match its content ({actual}); it was not stored")]
     DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest} is missing from the store; fetch the image again")]
+    OciBlobMissing { digest: Digest },
+    #[error("blob {digest} is corrupt (its content hashes to {actual}); remove the image and fetch it again")]
+    OciBlobCorrupt { digest: Digest, actual: Digest },
+    #[error("blob {digest}: {reason}")]
+    OciDocument { digest: Digest, reason: String },
+    #[error("cannot render layer {digest}")]
+    OciLayer {
+        digest: Digest,
+        #[source]
+        source: AciError,
+    },
+    #[error("image {id} is being fetched, rendered or removed by another berth process; retry")]
+    OciBusy { id: Digest },
+    #[error(
+        "image {id} is in use by the rendered tree {tree} (leased by {}); stop the pods using it, then retry",
+        if holders.is_empty() { "a running process".to_string() } else { holders.join(", ") }
+    )]
+    OciInUse {
+        id: Digest,
+        tree: String,
+        holders: Vec<String>,
+    },
 }
 
 pub(crate) fn io_err(
@@ -249,6 +272,7 @@ impl Store {
             "cas/blobs",
             "cas/blobs/sha512",
             "cas/blobs/sha256",
+            "cas/partial",
             "tree",
             "locks",
             "locks/image",

@@ -154,7 +154,7 @@ fn boot_id() -> Option<String> {
 
 /// Whether the tree in `dir` is known whole: rendered during this boot, or
 /// checked (and synced) since.
-fn settled(dir: &Path) -> bool {
+pub(crate) fn settled(dir: &Path) -> bool {
     let Ok(s) = fs::read_to_string(dir.join(DURABLE)) else {
         return false;
     };
@@ -166,7 +166,7 @@ fn settled(dir: &Path) -> bool {
 
 /// Sync the file system holding `dir`, then mark the tree `synced`
 /// (written aside, fsynced, renamed over the marker, directory fsynced).
-fn mark_synced(dir: &Path) -> io::Result<()> {
+pub(crate) fn mark_synced(dir: &Path) -> io::Result<()> {
     let fd = fsops::open_dir(dir)?;
     rfs::syncfs(&fd)?;
     let tmp = dir.join(".durable.new");
@@ -177,11 +177,44 @@ fn mark_synced(dir: &Path) -> io::Result<()> {
     fsops::fsync_dir(dir)
 }
 
-/// The name of a rendered tree: `deps-sha512-` and 64 hex digits.
+/// Write a fresh tree's `durable` file. No syncfs: the tree is trusted
+/// for this boot only, until a later render checks it (see the module
+/// doc). Without a boot id, sync.
+pub(crate) fn write_durable_marker(work: &Path) -> Result<(), StoreError> {
+    let dp = work.join(DURABLE);
+    let marker = match boot_id() {
+        Some(b) => format!("boot {b}\n"),
+        None => {
+            let fd = fsops::open_dir(work)
+                .map_err(tio("open", work))
+                .map_err(StoreError::from)?;
+            rfs::syncfs(&fd).map_err(|e| StoreError::from(tio("sync", work)(e.into())))?;
+            format!("{SYNCED}\n")
+        }
+    };
+    fs::write(&dp, marker)
+        .map_err(tio("write", &dp))
+        .map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// The name of a rendered tree: `deps-sha512-` and 64 hex digits (an ACI
+/// and its dependencies), or `oci-sha256-` and 64 hex digits (an OCI layer
+/// chain).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TreeKey(String);
 
 impl TreeKey {
+    /// For keys this crate computed.
+    pub(crate) fn new_unchecked(s: String) -> TreeKey {
+        TreeKey(s)
+    }
+
+    /// Whether this is the tree of an OCI layer chain.
+    pub fn is_oci(&self) -> bool {
+        self.0.starts_with("oci-sha256-")
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -196,7 +229,10 @@ impl std::fmt::Display for TreeKey {
 impl std::str::FromStr for TreeKey {
     type Err = TreeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.strip_prefix("deps-sha512-") {
+        match s
+            .strip_prefix("deps-sha512-")
+            .or_else(|| s.strip_prefix("oci-sha256-"))
+        {
             Some(h)
                 if h.len() == 64
                     && h.bytes()
@@ -378,7 +414,7 @@ fn merr<'p>(op: &'static str, path: &'p [u8]) -> impl FnOnce(io::Error) -> TreeE
 /// symlink is unlinked and the directory moved in its place; a non-directory
 /// replaces whatever is there with one `renameat`, which replaces the name
 /// itself, never what a symlink points at.
-fn merge(
+pub(crate) fn merge(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     rel: &[u8],
@@ -536,7 +572,11 @@ impl Store {
         self.root.join("tree").join(key.as_str())
     }
 
-    fn lease_unchecked(&self, key: &TreeKey, holder: &str) -> Result<TreeLease<'_>, StoreError> {
+    pub(crate) fn lease_unchecked(
+        &self,
+        key: &TreeKey,
+        holder: &str,
+    ) -> Result<TreeLease<'_>, StoreError> {
         let p = self.tree_lock_path(key);
         let lock = lock::lock_wait(&p, LockMode::Shared).map_err(io_err("lock", &p))?;
         self.index.add_lease(
@@ -808,22 +848,7 @@ impl Store {
         fs::write(&lp, json)
             .map_err(tio("write", &lp))
             .map_err(StoreError::from)?;
-        // No syncfs: the tree is trusted for this boot only, until a later
-        // render checks it (see the module doc). Without a boot id, sync.
-        let dp = work.join(DURABLE);
-        let marker = match boot_id() {
-            Some(b) => format!("boot {b}\n"),
-            None => {
-                let fd = fsops::open_dir(work)
-                    .map_err(tio("open", work))
-                    .map_err(StoreError::from)?;
-                rfs::syncfs(&fd).map_err(|e| StoreError::from(tio("sync", work)(e.into())))?;
-                format!("{SYNCED}\n")
-            }
-        };
-        fs::write(&dp, marker)
-            .map_err(tio("write", &dp))
-            .map_err(StoreError::from)?;
+        write_durable_marker(work)?;
         tracing::debug!(extract = ?(t1 - t0), hash = ?(t2 - t1), rest = ?t2.elapsed(), "tree rendered");
         Ok(digest)
     }

@@ -27,8 +27,11 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
-use super::read::{walk, EntryMeta, Kind, LayoutChecker, VisitError, MAX_MANIFEST};
-use super::{AciError, IO_BUF};
+use super::read::{
+    walk_opts, EntryMeta, Kind, LayoutChecker, VisitError, Walked, MAX_MANIFEST, OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
+};
+use super::{AciError, Compression, IO_BUF};
 use crate::manifest::ImageManifest;
 use crate::types::ImageId;
 
@@ -85,6 +88,68 @@ pub fn extract<R: Read>(
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractReport, AciError> {
+    let (walked, x) = run(r, dest, opts, false)?;
+    Ok(ExtractReport {
+        image_id: walked.image_id,
+        entries: walked.entries,
+        skipped: x.skipped,
+    })
+}
+
+/// A path inside a layer, as components relative to the layer's root.
+pub type LayerPath = Vec<Vec<u8>>;
+
+/// What [`extract_layer`] did, and what it left for the caller to apply to
+/// the layers below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerReport {
+    pub compression: Compression,
+    /// Tar entries read.
+    pub entries: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+    /// `.wh.NAME` entries: the paths (`dir/NAME`) to delete from the lower
+    /// layers. Never created in the target.
+    pub whiteouts: Vec<LayerPath>,
+    /// Directories holding `.wh..wh..opq`: their lower content is hidden.
+    pub opaque_dirs: Vec<LayerPath>,
+    /// Entries left out (device nodes under [`DevicePolicy::Skip`]).
+    pub skipped: Vec<String>,
+}
+
+/// Extract one OCI image layer (a tar of rootfs-relative paths, in any
+/// compression [`decompress`](super::decompress) knows) into `dest`, an
+/// existing empty directory, with the same checks and the same
+/// never-follow-a-symlink resolution as [`extract`]. Whiteouts are not
+/// created but reported, for the caller to apply to the lower layers before
+/// it lays this one over them (image-spec layer.md: a whiteout only hides
+/// what is *below* its layer). `opts.rootfs_only` is ignored.
+pub fn extract_layer<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<LayerReport, AciError> {
+    let (walked, x) = run(r, dest, opts, true)?;
+    Ok(LayerReport {
+        compression: walked.compression,
+        entries: walked.entries,
+        tar_size: walked.tar_size,
+        whiteouts: x.whiteouts,
+        opaque_dirs: x.opaque_dirs,
+        skipped: x.skipped,
+    })
+}
+
+fn run<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+    layer: bool,
+) -> Result<(Walked, Extractor), AciError> {
+    let mut opts = opts.clone();
+    if layer {
+        opts.rootfs_only = false;
+    }
     let root = rfs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -106,16 +171,23 @@ pub fn extract<R: Read>(
     let mut x = Extractor {
         root,
         chain: Vec::new(),
-        opts: opts.clone(),
         owners: opts.preserve_owners && rustix::process::geteuid().is_root(),
+        opts,
         dirs: Vec::new(),
         created: HashSet::new(),
         skipped: Vec::new(),
         buf: vec![0u8; IO_BUF],
         manifest_seen: false,
+        layer,
+        whiteouts: Vec::new(),
+        opaque_dirs: Vec::new(),
     };
-    let mut checker = LayoutChecker::default();
-    let walked = walk(r, &mut |e, data| {
+    let mut checker = if layer {
+        LayoutChecker::for_layer()
+    } else {
+        LayoutChecker::default()
+    };
+    let walked = walk_opts(r, !layer, &mut |e, data| {
         let v = checker.check(e);
         if let Some(reason) = v.problems.into_iter().next() {
             return Err(AciError::Hostile {
@@ -132,18 +204,14 @@ pub fn extract<R: Read>(
             reason: p.message,
         });
     }
-    if !x.manifest_seen {
+    if !x.manifest_seen && !layer {
         return Err(AciError::Layout {
             path: "manifest".into(),
             reason: "missing (an image needs a manifest file)".into(),
         });
     }
     x.finish_dirs()?;
-    Ok(ExtractReport {
-        image_id: walked.image_id,
-        entries: walked.entries,
-        skipped: x.skipped,
-    })
+    Ok((walked, x))
 }
 
 /// Metadata to apply to a directory once everything is extracted.
@@ -168,6 +236,10 @@ struct Extractor {
     skipped: Vec<String>,
     buf: Vec<u8>,
     manifest_seen: bool,
+    /// Extracting an OCI layer (see [`extract_layer`]).
+    layer: bool,
+    whiteouts: Vec<LayerPath>,
+    opaque_dirs: Vec<LayerPath>,
 }
 
 fn ex(op: &'static str, entry: &str, e: impl Into<io::Error>) -> AciError {
@@ -273,7 +345,28 @@ impl Extractor {
         if comps.is_empty() {
             return Ok(()); // "./": the archive's root, i.e. the target itself
         }
-        if comps.len() == 1 && comps[0] == b"manifest" {
+        if self.layer {
+            let (last, parent) = comps.split_last().expect("non-empty");
+            // `.wh..wh.*` directories are AUFS's bookkeeping (hard link
+            // dirs): nothing in them is part of the image.
+            if parent.iter().any(|c| c.starts_with(b".wh..wh.")) {
+                return Ok(());
+            }
+            if last.as_slice() == OPAQUE_MARKER {
+                self.opaque_dirs.push(parent.to_vec());
+                return Ok(());
+            }
+            if let Some(target) = last.strip_prefix(WHITEOUT_PREFIX) {
+                // `.wh..wh.*` other than the opaque marker is AUFS's own
+                // bookkeeping (hard link dirs): never part of the image.
+                if !target.starts_with(WHITEOUT_PREFIX) {
+                    let mut path = parent.to_vec();
+                    path.push(target.to_vec());
+                    self.whiteouts.push(path);
+                }
+                return Ok(());
+            }
+        } else if comps.len() == 1 && comps[0] == b"manifest" {
             return self.manifest(e, data);
         }
         let Some(rel) = self.target(comps) else {

@@ -38,7 +38,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use build::{build, BuildOptions, BuildReport};
-pub use extract::{extract, DevicePolicy, ExtractOptions, ExtractReport};
+pub use extract::{
+    extract, extract_layer, DevicePolicy, ExtractOptions, ExtractReport, LayerPath, LayerReport,
+};
 pub use pgzip::ParGzWriter;
 pub use read::{read_manifest_bytes, validate, HashingReader, ValidateReport};
 

@@ -78,6 +78,16 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// A reader that only counts and classifies, without hashing: for OCI
+    /// layers, whose digest is checked on the compressed bytes instead (a
+    /// SHA-512 of every layer would cost a core for nothing).
+    pub(crate) fn without_hash(inner: R) -> Self {
+        let mut r = HashingReader::new(inner);
+        r.local = None;
+        r.inline_only = true;
+        r
+    }
+
     /// Bytes read from the wrapped reader (and hashed) so far.
     pub fn bytes_read(&self) -> u64 {
         self.total
@@ -350,9 +360,25 @@ pub(crate) struct LayoutChecker {
     seen: HashMap<Vec<u8>, Kind>,
     manifest: bool,
     rootfs: bool,
+    /// Checking an OCI layer: paths are rootfs-relative (no `manifest`, no
+    /// `rootfs/`), and whiteout names are checked.
+    layer: bool,
 }
 
+/// The prefix of an OCI whiteout file (image-spec layer.md).
+pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The name of an OCI opaque-directory marker.
+pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
 impl LayoutChecker {
+    /// A checker for an OCI layer instead of an ACI.
+    pub fn for_layer() -> LayoutChecker {
+        LayoutChecker {
+            layer: true,
+            ..LayoutChecker::default()
+        }
+    }
+
     pub fn check(&mut self, e: &EntryMeta) -> Verdict {
         let mut v = Verdict::default();
         // Absolute names and `..` components: the "tar slip" class, where
@@ -380,6 +406,22 @@ impl LayoutChecker {
             return v;
         }
         match c[0].as_slice() {
+            _ if self.layer => {
+                let last = c[c.len() - 1].as_slice();
+                if let Some(target) = last.strip_prefix(WHITEOUT_PREFIX) {
+                    // A whiteout names a sibling in a lower layer; `.wh..`
+                    // or `.wh.` would delete the parent or the directory
+                    // itself (an escape in a naive implementation).
+                    if matches!(target, b"" | b"." | b"..") {
+                        v.problems.push(format!("whiteout of {:?}", lossy(target)));
+                    }
+                    // `.wh..wh.plnk/` and the like are AUFS's own
+                    // directories, left out whole by the extractor.
+                    if e.kind == Kind::Dir && !target.starts_with(WHITEOUT_PREFIX) {
+                        v.problems.push("a whiteout must not be a directory".into());
+                    }
+                }
+            }
             b"manifest" => {
                 if c.len() > 1 {
                     v.problems
@@ -423,6 +465,12 @@ impl LayoutChecker {
         }
         match e.kind {
             Kind::HardLink => self.check_hard_link(e, &mut v),
+            // A layer's symlinks may point anywhere: they are resolved
+            // inside the rootfs at run time, and rendering never follows one.
+            Kind::Symlink if self.layer && e.link.as_deref().unwrap_or_default().is_empty() => {
+                v.problems.push("symlink without a target".into());
+            }
+            Kind::Symlink if self.layer => {}
             Kind::Symlink => check_symlink(c, e.link.as_deref().unwrap_or_default(), &mut v),
             Kind::Char | Kind::Block => v.warnings.push(format!(
                 "device node {}:{} (created only by extraction as root, when asked)",
@@ -451,7 +499,12 @@ impl LayoutChecker {
                 .push(format!("hard link to {shown:?}, outside the image"));
             return;
         };
-        if t.len() < 2 || t[0] != b"rootfs" {
+        if self.layer && t.is_empty() {
+            v.problems
+                .push(format!("hard link to {shown:?}, the layer's root"));
+            return;
+        }
+        if !self.layer && (t.len() < 2 || t[0] != b"rootfs") {
             v.problems
                 .push(format!("hard link to {shown:?}, outside rootfs/"));
             return;
@@ -470,6 +523,9 @@ impl LayoutChecker {
     /// Problems that only the end of the archive reveals.
     pub fn finish(&self) -> Vec<Problem> {
         let mut p = Vec::new();
+        if self.layer {
+            return p;
+        }
         if !self.manifest {
             p.push(Problem::new(
                 "manifest",
@@ -547,8 +603,23 @@ type Visitor<'v> = dyn FnMut(&EntryMeta, &mut dyn Read) -> Result<(), VisitError
 /// entry (PAX global headers excluded) with a reader of its data, then drain
 /// and hash the rest of the stream.
 pub(crate) fn walk<R: Read>(r: R, visit: &mut Visitor<'_>) -> Result<Walked, AciError> {
+    walk_opts(r, true, visit)
+}
+
+/// [`walk`], hashing (the image ID) only when `hash`; otherwise the ID in
+/// the result is meaningless.
+pub(crate) fn walk_opts<R: Read>(
+    r: R,
+    hash: bool,
+    visit: &mut Visitor<'_>,
+) -> Result<Walked, AciError> {
     let (compression, reader) = decompress(r)?;
-    let mut archive = tar::Archive::new(HashingReader::new(reader));
+    let hr = if hash {
+        HashingReader::new(reader)
+    } else {
+        HashingReader::without_hash(reader)
+    };
+    let mut archive = tar::Archive::new(hr);
     let mut entries = 0u64;
     let mut last = String::new();
     let outcome: Result<(), VisitError> = (|| {

@@ -5,6 +5,10 @@
 //! Like rkt, `fetch` prints a shortened ID (`sha512-` and 32 hex digits,
 //! which every command accepts as a unique prefix) and the whole ID with
 //! `--full`; one line per image, in the order given, on stdout.
+//!
+//! Docker/OCI images (`docker://`, `oci:`, `oci-archive:`,
+//! `docker-archive:`) are fetched by `berth_fetch::oci`; their ID is the
+//! digest of their manifest, `sha256:<64 hex>`, always printed whole.
 
 use std::path::PathBuf;
 
@@ -26,10 +30,38 @@ pub struct FetchArgs {
     /// Print whole image IDs (otherwise `sha512-` and 32 hex digits).
     #[arg(long)]
     pub full: bool,
+    /// For Docker/OCI images with several platforms (an index): which one
+    /// to fetch, as OS/ARCH[/VARIANT] (e.g. linux/arm64); the host's by default.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<berth_appc::oci::spec::Platform>,
+    /// A Docker config.json with registry credentials (`auths`); by
+    /// default $DOCKER_CONFIG/config.json, then ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
     /// ACI files, https:// URLs, image IDs or names with labels
-    /// (`example.com/app:1.0,arch=amd64`).
+    /// (`example.com/app:1.0,arch=amd64`), or Docker/OCI images:
+    /// docker://[REGISTRY/]REPO[:TAG|@DIGEST], oci:DIR[:TAG],
+    /// oci-archive:FILE[:TAG], docker-archive:FILE[:REF].
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+fn parse_platform(s: &str) -> Result<berth_appc::oci::spec::Platform, String> {
+    berth_appc::oci::spec::Platform::parse(s)
+        .ok_or_else(|| format!("{s:?} is not OS/ARCH[/VARIANT] (e.g. linux/amd64, linux/arm/v7)"))
+}
+
+/// The Docker config.json to read registry credentials from.
+fn registry_config(args: &FetchArgs) -> Option<PathBuf> {
+    if let Some(p) = &args.registry_config {
+        return Some(p.clone());
+    }
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("config.json"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
 /// Hex digits of an image ID that `fetch` prints without `--full` (rkt's).
@@ -76,14 +108,25 @@ pub fn short_id(id: &str, hex: usize) -> &str {
     &id[..end]
 }
 
-/// Set up the image fetcher the way every command that brings images in
-/// needs it (discovery for names, signature verification unless
-/// `--insecure-options=image`) and hand it to `f`.
+/// The fetchers a command that brings images in works with.
+pub struct Fetchers<'a> {
+    /// appc images: files, URLs, IDs, names (discovery, signatures).
+    pub aci: ImageFetcher<'a>,
+    /// Docker/OCI images: registries, layouts, archives.
+    pub oci: berth_fetch::oci::OciFetcher<'a>,
+    /// Tells, after an image, whose signature it carried.
+    pub report: &'a dyn Fn(&str),
+}
+
+/// Set up the fetchers the way every command that brings images in needs
+/// them (discovery for names, signature verification unless
+/// `--insecure-options=image`, registry credentials) and hand them to `f`.
 pub fn with_image_fetcher<T>(
     global: &GlobalArgs,
     store: &Store,
     policy: PullPolicy,
-    f: impl FnOnce(&mut ImageFetcher<'_>, &dyn Fn(&str)) -> anyhow::Result<T>,
+    oci_options: berth_fetch::oci::OciFetchOptions,
+    f: impl FnOnce(&mut Fetchers<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let http = Fetcher::new(fetch_config(global)?).context("setting up the HTTP client")?;
     let insecure_image = global.insecure_options.allows(Insecure::Image);
@@ -100,13 +143,13 @@ pub fn with_image_fetcher<T>(
     };
     let trusted =
         berth_fetch::trust::TrustedImages::new(&http, super::trust::keystore(global), discovered);
-    let mut fetcher = ImageFetcher::new(store, &http, policy);
-    fetcher.insecure_image = insecure_image;
-    fetcher.resolver = Some(&resolver);
+    let mut aci = ImageFetcher::new(store, &http, policy);
+    aci.insecure_image = insecure_image;
+    aci.resolver = Some(&resolver);
     if !insecure_image {
-        fetcher.verifiers = Some(&trusted);
+        aci.verifiers = Some(&trusted);
     }
-    // Tells, after each image, whose signature it carried.
+    let oci = berth_fetch::oci::OciFetcher::new(store, &http, oci_options);
     let report = |image: &str| {
         for v in trusted
             .verified
@@ -117,17 +160,54 @@ pub fn with_image_fetcher<T>(
             eprintln!("berth: {image}: {v}");
         }
     };
-    f(&mut fetcher, &report)
+    f(&mut Fetchers {
+        aci,
+        oci,
+        report: &report,
+    })
+}
+
+/// Whether an image argument names a Docker/OCI image.
+pub fn is_oci_arg(image: &str) -> anyhow::Result<Option<berth_appc::ImageArg>> {
+    let arg = berth_appc::ImageArg::classify(image).with_context(|| format!("fetching {image}"))?;
+    Ok(matches!(
+        arg,
+        berth_appc::ImageArg::DockerRef(_) | berth_appc::ImageArg::OciLayout { .. }
+    )
+    .then_some(arg))
 }
 
 pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
-    with_image_fetcher(global, &store, args.pull_policy, |fetcher, report| {
+    let oci_options = berth_fetch::oci::OciFetchOptions {
+        policy: args.pull_policy,
+        platform: args.platform.clone(),
+        registry_config: registry_config(args),
+        ..Default::default()
+    };
+    let insecure_image = global.insecure_options.allows(Insecure::Image);
+    with_image_fetcher(global, &store, args.pull_policy, oci_options, |f| {
+        let mut warned = insecure_image;
         for image in &args.images {
-            let fetched = fetcher
+            if let Some(arg) = is_oci_arg(image)? {
+                let fetched = f
+                    .oci
+                    .fetch(&arg)
+                    .with_context(|| format!("fetching {image}"))?;
+                tracing::debug!(image, id = %fetched.image.id, downloaded = fetched.downloaded.len(),
+                    reused = fetched.reused.len(), from_store = fetched.from_store, "fetched");
+                if !warned {
+                    warned = true;
+                    eprintln!("berth: note: Docker/OCI images are not signature-checked; running one needs --insecure-options=image");
+                }
+                println!("{}", fetched.image.id);
+                continue;
+            }
+            let fetched = f
+                .aci
                 .fetch(image)
                 .with_context(|| format!("fetching {image}"))?;
-            report(image);
+            (f.report)(image);
             tracing::debug!(image, id = %fetched.id, source = ?fetched.source, "fetched");
             let id = fetched.id.as_str();
             if args.full {

@@ -34,7 +34,8 @@ pub enum ImageCmd {
     /// The kind of each FILE is detected. One line per problem; exits 0 only
     /// if every file is valid, 1 otherwise.
     Validate(ValidateArgs),
-    /// Print the image manifest of an ACI file or of an image in the store.
+    /// Print the image manifest of an ACI file or of an image in the store
+    /// (for a Docker/OCI image: its OCI manifest and config).
     CatManifest(CatManifestArgs),
     /// List the images in the store.
     #[command(alias = "ls")]
@@ -43,7 +44,8 @@ pub enum ImageCmd {
     Rm(super::store::RmArgs),
     /// Remove images unused for longer than the grace period, and unused trees.
     Gc(super::store::GcArgs),
-    /// Write an image of the store to an ACI file (the same image ID).
+    /// Write an image of the store to a file: an ACI (the same image ID), or
+    /// a Docker/OCI image as an OCI archive (--format=oci-archive).
     Export(super::store::ExportArgs),
     /// Extract an image alone (no dependencies) into a directory.
     Extract(super::store::ExtractArgs),
@@ -96,6 +98,10 @@ pub struct CatManifestArgs {
     /// Re-indent the manifest instead of printing it as stored.
     #[arg(long)]
     pub pretty: bool,
+    /// For a Docker/OCI image: print the appc image manifest berth runs it
+    /// as (its config as an app) instead of its OCI manifest and config.
+    #[arg(long)]
+    pub app: bool,
     /// An ACI file, or an image ID or name in the store.
     pub image: String,
 }
@@ -292,8 +298,33 @@ fn cat_manifest(global: &GlobalArgs, args: &CatManifestArgs) -> anyhow::Result<O
         aci::read_manifest_bytes(BufReader::with_capacity(256 * 1024, file)).with_context(what)?
     } else {
         let store = super::fetch::open_store(global)?;
-        let image = berth_fetch::find_in_store(&store, &args.image).with_context(what)?;
-        store.manifest_bytes(&image.id).with_context(what)?
+        match super::oci::find_any(&store, &args.image).with_context(what)? {
+            super::oci::AnyImage::Aci(image) => {
+                store.manifest_bytes(&image.id).with_context(what)?
+            }
+            super::oci::AnyImage::Oci(image) if args.app => {
+                let tree = store.oci_render(&image).with_context(what)?;
+                let m = store
+                    .oci_app_manifest(&image, Some(&tree))
+                    .with_context(what)?;
+                m.to_json_pretty().into_bytes()
+            }
+            super::oci::AnyImage::Oci(image) => {
+                // The OCI manifest and the config, as one JSON document.
+                let manifest = store.read_blob(&image.manifest.digest).with_context(what)?;
+                let config = store.read_blob(&image.config.digest).with_context(what)?;
+                let m: serde_json::Value = serde_json::from_slice(&manifest)
+                    .with_context(|| format!("{}: the OCI manifest is not JSON", what()))?;
+                let c: serde_json::Value = serde_json::from_slice(&config)
+                    .with_context(|| format!("{}: the image config is not JSON", what()))?;
+                let doc = json!({"id": image.id.to_string(), "manifest": m, "config": c});
+                if args.pretty {
+                    serde_json::to_string_pretty(&doc)?.into_bytes()
+                } else {
+                    serde_json::to_string(&doc)?.into_bytes()
+                }
+            }
+        }
     };
     let mut out = std::io::stdout().lock();
     if args.pretty {

@@ -3,6 +3,7 @@
 pub mod discover;
 pub mod fetch;
 pub mod image;
+pub mod oci;
 pub mod pods;
 pub mod run;
 pub mod store;

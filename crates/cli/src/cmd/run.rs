@@ -519,15 +519,30 @@ fn fetch_all(
     policy: PullPolicy,
     images: &[String],
 ) -> anyhow::Result<Vec<ImageId>> {
-    super::fetch::with_image_fetcher(global, store, policy, |fetcher, report| {
+    // Running Docker/OCI images needs their config mapped onto the pod
+    // plan (entrypoint, user, volumes, stop signal): not built yet.
+    for i in images {
+        if super::fetch::is_oci_arg(i)?.is_some() {
+            bail!(
+                "{i}: running Docker/OCI images is not supported yet \
+                 (berth fetch and berth image render handle them)"
+            );
+        }
+    }
+    let oci_options = berth_fetch::oci::OciFetchOptions {
+        policy,
+        ..Default::default()
+    };
+    super::fetch::with_image_fetcher(global, store, policy, oci_options, |f| {
         images
             .iter()
             .map(|i| {
-                let id = fetcher
+                let id = f
+                    .aci
                     .fetch(i)
                     .map(|f| f.id)
                     .with_context(|| format!("fetching {i}"))?;
-                report(i);
+                (f.report)(i);
                 Ok(id)
             })
             .collect()

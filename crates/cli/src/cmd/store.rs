@@ -1,6 +1,6 @@
 //! The store-backed `berth image` subcommands: list, rm, gc, export,
 //! extract, render, verify. Each opens the store under `--dir`, resolves
-//! references with [`berth_fetch::find_in_store`] and prints what it did.
+//! references with [`super::oci::find_any`] (ACIs and Docker/OCI images) and prints what it did.
 
 use std::fs;
 use std::io::{self, Write};
@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use berth_fetch::find_in_store;
-use berth_store::{ImageInfo, Store, TreeLease, VerifyOptions, VerifyStatus};
+use berth_store::{ImageInfo, OciImage, Store, TreeLease, VerifyOptions, VerifyStatus};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::fetch::{open_store, short_id};
+use super::oci::{find_any, AnyImage};
 use super::Format;
 use crate::globals::GlobalArgs;
 use crate::Outcome;
@@ -68,14 +68,28 @@ pub struct GcArgs {
     pub grace_period: Duration,
 }
 
+/// What `image export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The ACI as stored (ACI images only).
+    Aci,
+    /// An OCI image layout in a tar (OCI images only; `oci-archive:` reads it).
+    OciArchive,
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// Image ID (or unique prefix) or name.
+    /// The output format: aci for ACIs, oci-archive for Docker/OCI images
+    /// (the default is the image's own kind).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Image ID (or unique prefix), name, or the reference an OCI image
+    /// was fetched as.
     pub image: String,
-    /// The ACI file to write.
+    /// The file to write.
     pub out: PathBuf,
 }
 
@@ -195,12 +209,30 @@ fn labels_text(image: &ImageInfo) -> String {
     }
 }
 
+/// An OCI image's short ID: `sha256:` and 12 hex digits.
+fn oci_short(i: &OciImage, full: bool) -> String {
+    let s = i.id.to_string();
+    if full {
+        s
+    } else {
+        s[.."sha256:".len() + LIST_SHORT_HEX].to_string()
+    }
+}
+
+/// An OCI image's name in `list`: the reference it was last fetched as.
+fn oci_name(i: &OciImage) -> String {
+    i.references.first().cloned().unwrap_or_else(|| "-".into())
+}
+
 pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
     let images = store.list().context("listing the images in the store")?;
+    let oci = store
+        .oci_images()
+        .context("listing the OCI images in the store")?;
     let mut out = io::stdout().lock();
     if args.format == Format::Json {
-        let docs: Vec<serde_json::Value> = images
+        let mut docs: Vec<serde_json::Value> = images
             .iter()
             .map(|i| {
                 let labels: serde_json::Map<String, serde_json::Value> = i
@@ -209,6 +241,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
                     .map(|l| (l.name.to_string(), json!(l.value)))
                     .collect();
                 json!({
+                    "kind": "aci",
                     "id": i.id.as_str(),
                     "name": i.name.as_str(),
                     "labels": labels,
@@ -221,6 +254,24 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
                 })
             })
             .collect();
+        docs.extend(oci.iter().map(|i| {
+            json!({
+                "kind": "oci",
+                "id": i.id.to_string(),
+                "digest": i.id.to_string(),
+                "name": oci_name(i),
+                "references": i.references,
+                "platform": i.platform,
+                "configDigest": i.config.digest.to_string(),
+                "layers": i.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+                "size": i.size + i.tree_size,
+                "blobSize": i.size,
+                "treeSize": i.tree_size,
+                "importTime": unix(i.import_time),
+                "lastUsed": unix(i.last_used),
+                "origin": i.origin,
+            })
+        }));
         writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
         return Ok(Outcome::Success);
     }
@@ -260,6 +311,25 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
                 .collect(),
         );
     }
+    for i in &oci {
+        rows.push(
+            args.fields
+                .iter()
+                .map(|f| match f {
+                    Field::Id => oci_short(i, args.full),
+                    Field::Name => oci_name(i),
+                    Field::Labels => i
+                        .platform
+                        .as_deref()
+                        .map_or("-".into(), |p| format!("platform={p}")),
+                    Field::Size if args.full => (i.size + i.tree_size).to_string(),
+                    Field::Size => human_size(i.size + i.tree_size),
+                    Field::Importtime => utc(i.import_time),
+                    Field::Lastused => utc(i.last_used),
+                })
+                .collect(),
+        );
+    }
     let widths: Vec<usize> = (0..args.fields.len())
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -278,19 +348,30 @@ pub fn rm(global: &GlobalArgs, args: &RmArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
     let mut failed = 0;
     for arg in &args.images {
-        let result = find_in_store(&store, arg)
-            .map_err(anyhow::Error::from)
-            .and_then(|i| store.remove(&i.id).map_err(anyhow::Error::from));
-        match result {
-            Ok(removed) => {
+        let result = find_any(&store, arg).and_then(|i| match i {
+            AnyImage::Aci(i) => {
+                let removed = store.remove(&i.id)?;
                 let trees: u64 = removed.trees.iter().map(|t| t.size).sum();
-                println!(
+                Ok(format!(
                     "removed {} {} ({})",
                     removed.id,
                     removed.name,
                     human_size(removed.size + trees)
-                );
+                ))
             }
+            AnyImage::Oci(i) => {
+                let removed = store.oci_remove(&i.id)?;
+                let trees: u64 = removed.trees.iter().map(|t| t.size).sum();
+                Ok(format!(
+                    "removed {} {} ({})",
+                    removed.id,
+                    removed.references.first().map_or("-", String::as_str),
+                    human_size(removed.freed + trees)
+                ))
+            }
+        });
+        match result {
+            Ok(line) => println!("{line}"),
             Err(e) => {
                 failed += 1;
                 eprintln!(
@@ -365,6 +446,15 @@ pub fn gc(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<Outcome> {
             human_size(i.size)
         )?;
     }
+    for i in &report.removed_oci_images {
+        writeln!(
+            out,
+            "removed image {} {} ({})",
+            i.id,
+            i.references.first().map_or("-", String::as_str),
+            human_size(i.freed)
+        )?;
+    }
     for (key, holders) in &report.kept_trees {
         writeln!(out, "kept tree {key}: in use by {}", holders.join(", "))?;
     }
@@ -376,10 +466,39 @@ pub fn gc(global: &GlobalArgs, args: &GcArgs) -> anyhow::Result<Outcome> {
 pub fn export(global: &GlobalArgs, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
     let what = || format!("exporting {} to {}", args.image, args.out.display());
-    let image = find_in_store(&store, &args.image).with_context(what)?;
-    store
-        .export(&image.id, &args.out, args.overwrite)
-        .with_context(what)?;
+    match (
+        find_any(&store, &args.image).with_context(what)?,
+        args.format,
+    ) {
+        (AnyImage::Aci(image), None | Some(ExportFormat::Aci)) => {
+            store
+                .export(&image.id, &args.out, args.overwrite)
+                .with_context(what)?;
+        }
+        (AnyImage::Oci(image), None | Some(ExportFormat::OciArchive)) => {
+            let tag = image
+                .references
+                .first()
+                .and_then(|r| r.strip_prefix("docker://"))
+                .and_then(|r| berth_appc::oci::DockerReference::parse(r).ok())
+                .and_then(|r| r.tag().map(str::to_string));
+            store
+                .oci_export_archive(&image, tag.as_deref(), &args.out, args.overwrite)
+                .with_context(what)?;
+        }
+        (AnyImage::Aci(_), Some(ExportFormat::OciArchive)) => {
+            return Err(anyhow::anyhow!(
+                "it is an ACI, which exports as --format=aci (berth does not convert ACIs to OCI)"
+            ))
+            .with_context(what)
+        }
+        (AnyImage::Oci(_), Some(ExportFormat::Aci)) => {
+            return Err(anyhow::anyhow!(
+                "it is a Docker/OCI image, which exports as --format=oci-archive"
+            ))
+            .with_context(what)
+        }
+    }
     Ok(Outcome::Success)
 }
 
@@ -406,7 +525,15 @@ fn empty_for_overwrite(dir: &Path) -> anyhow::Result<()> {
 pub fn extract(global: &GlobalArgs, args: &ExtractArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
     let what = || format!("extracting {} into {}", args.image, args.target.display());
-    let image = find_in_store(&store, &args.image).with_context(what)?;
+    let image = match find_any(&store, &args.image).with_context(what)? {
+        AnyImage::Aci(i) => i,
+        AnyImage::Oci(_) => {
+            return Err(anyhow::anyhow!(
+                "it is a Docker/OCI image, whose layers only make sense stacked: use `berth image render IMAGE DIR`"
+            ))
+            .with_context(what)
+        }
+    };
     store
         .extract(&image.id, &args.target, args.rootfs_only, args.overwrite)
         .with_context(what)?;
@@ -419,40 +546,59 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<Outcome>
     let store = open_store(global)?;
     let Some(target) = &args.target else {
         let what = || format!("rendering {}", args.image);
-        let image = find_in_store(&store, &args.image).with_context(what)?;
-        let tree = store.render(&image.id).with_context(what)?;
-        writeln!(io::stdout().lock(), "{}", tree.rootfs().display())?;
+        let rootfs = match find_any(&store, &args.image).with_context(what)? {
+            AnyImage::Aci(image) => store.render(&image.id).with_context(what)?.rootfs(),
+            AnyImage::Oci(image) => store.oci_render(&image).with_context(what)?.rootfs(),
+        };
+        writeln!(io::stdout().lock(), "{}", rootfs.display())?;
         return Ok(Outcome::Success);
     };
     let what = || format!("rendering {} into {}", args.image, target.display());
-    let image = find_in_store(&store, &args.image).with_context(what)?;
+    let image = find_any(&store, &args.image).with_context(what)?;
     if args.overwrite {
         empty_for_overwrite(target).with_context(what)?;
     }
-    store
-        .render_to(&image.id, target, args.rootfs_only)
-        .with_context(what)?;
+    match image {
+        AnyImage::Aci(image) => {
+            store
+                .render_to(&image.id, target, args.rootfs_only)
+                .with_context(what)?;
+        }
+        AnyImage::Oci(image) => {
+            store
+                .oci_render_to(&image, target, args.rootfs_only)
+                .with_context(what)?;
+        }
+    }
     Ok(Outcome::Success)
 }
 
 pub fn verify(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
     let mut ids = Vec::new();
+    let mut oci = Vec::new();
     for arg in &args.images {
-        ids.push(
-            find_in_store(&store, arg)
-                .with_context(|| format!("verifying {arg}"))?
-                .id,
-        );
+        match find_any(&store, arg).with_context(|| format!("verifying {arg}"))? {
+            AnyImage::Aci(i) => ids.push(i.id),
+            AnyImage::Oci(i) => oci.push(i),
+        }
     }
-    let report = store
-        .verify(
-            &ids,
-            VerifyOptions {
-                drop_corrupt: args.drop_corrupt,
-            },
-        )
-        .context("verifying the store")?;
+    let all = args.images.is_empty();
+    if all {
+        oci = store.oci_images().context("listing the OCI images")?;
+    }
+    let report = if all || !ids.is_empty() {
+        store
+            .verify(
+                &ids,
+                VerifyOptions {
+                    drop_corrupt: args.drop_corrupt,
+                },
+            )
+            .context("verifying the store")?
+    } else {
+        berth_store::VerifyReport::default()
+    };
     let mut out = io::stdout().lock();
     let status = |s: &VerifyStatus| match s {
         VerifyStatus::Ok => "ok".to_string(),
@@ -468,7 +614,39 @@ pub fn verify(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<Outcome>
     for d in &report.dropped {
         writeln!(out, "dropped {d}")?;
     }
-    Ok(if report.is_clean() {
+    let mut oci_clean = true;
+    for img in &oci {
+        let blobs = store.oci_verify(img);
+        let bad: Vec<&(berth_store::Digest, VerifyStatus)> = blobs
+            .iter()
+            .filter(|(_, s)| *s != VerifyStatus::Ok)
+            .collect();
+        let tree = store
+            .oci_verify_tree(img)
+            .with_context(|| format!("verifying the tree of {}", img.id))?;
+        if let Some((key, s)) = &tree {
+            if *s != VerifyStatus::Ok {
+                oci_clean = false;
+                writeln!(out, "tree {key}: {}", status(s))?;
+            }
+        }
+        if bad.is_empty() {
+            writeln!(out, "image {}: ok", img.id)?;
+            continue;
+        }
+        oci_clean = false;
+        writeln!(out, "image {}: CORRUPT", img.id)?;
+        for (d, s) in bad {
+            writeln!(out, "blob {d}: {}", status(s))?;
+        }
+        if args.drop_corrupt {
+            match store.oci_remove(&img.id) {
+                Ok(_) => writeln!(out, "dropped {}", img.id)?,
+                Err(e) => eprintln!("berth: cannot drop {}: {e}", img.id),
+            }
+        }
+    }
+    Ok(if report.is_clean() && oci_clean {
         Outcome::Success
     } else {
         Outcome::Negative
