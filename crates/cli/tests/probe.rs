@@ -4,19 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// The static probe: `$BERTH_PROBE` (scripts/test sets it), else built now.
-fn probe() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PROBE") {
-        return PathBuf::from(p);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/probe/build.sh");
-    let out = run(&mut Command::new(script));
-    assert!(out.status.success(), "building the probe: {}", stderr(&out));
-    PathBuf::from(stdout(&out).trim())
-}
 
 #[test]
 fn probe_is_static_and_reports_its_environment_from_an_empty_root() {

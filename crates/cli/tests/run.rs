@@ -11,17 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The static probe: `$BERTH_PROBE` (scripts/test sets it), else built now.
-fn probe() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PROBE") {
-        return PathBuf::from(p);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/probe/build.sh");
-    let out = run(&mut Command::new(script));
-    assert!(out.status.success(), "building the probe: {}", stderr(&out));
-    PathBuf::from(stdout(&out).trim())
-}
-
 /// An image manifest named `example.com/<name>` with the given `app` JSON.
 fn manifest(name: &str, app: &str) -> String {
     format!(

@@ -19,24 +19,13 @@ use std::time::{Duration, Instant};
 use berth_pod::{
     AppPlan, AppStatus, MountPlan, NetMode, PodPlan, RestartPolicy, VolumeKindPlan, VolumePlan,
 };
-use common::{stderr, stdout, tool};
+use common::{probe, stderr, stdout, tool};
 use serde_json::Value;
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "true", "false", "sleep", "touch", "ls", "id", "hostname", "kill", "test",
     "[", "grep", "tty", "wc", "rm", "mkdir",
 ];
-
-/// The static probe: `$BERTH_PROBE`, else built now (as in probe.rs).
-fn probe() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_PROBE") {
-        return PathBuf::from(p);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/probe/build.sh");
-    let out = common::run(&mut Command::new(script));
-    assert!(out.status.success(), "building the probe: {}", stderr(&out));
-    PathBuf::from(stdout(&out).trim())
-}
 
 /// One test's world: a temp dir with an image tree and a pod directory.
 struct World {

@@ -314,23 +314,7 @@ impl Pods {
                 why: "only a prepared pod can be started (a pod runs once)",
             });
         }
-        let lock = File::open(&pod.dir).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                PodError::Busy(pod.uuid.clone())
-            } else {
-                io_err("cannot open", &pod.dir)(e)
-            }
-        })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(PodError::Busy(pod.uuid.clone())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &pod.dir)(e)),
-        }
-        // Locked: check it is still where we saw it (not started and gone).
-        if !pod.dir.exists() {
-            return Err(PodError::Busy(pod.uuid.clone()));
-        }
-        pod.lock = Some(lock);
+        self.try_lock(pod)?;
         self.rename(pod, "run", PodState::Running)
     }
 
@@ -347,6 +331,8 @@ impl Pods {
 
     /// Take the lock of a pod found by `find`/`list`, without waiting; the
     /// state is re-read under the lock.
+    /// Another process holding the pod, or the pod having moved on since
+    /// it was found (started, deleted), is [`PodError::Busy`].
     pub fn try_lock(&self, pod: &mut Pod) -> Result<(), PodError> {
         let f = File::open(&pod.dir).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -360,6 +346,7 @@ impl Pods {
             Err(fs::TryLockError::WouldBlock) => return Err(PodError::Busy(pod.uuid.clone())),
             Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &pod.dir)(e)),
         }
+        // Locked: check it is still where we saw it (not moved on and gone).
         if !pod.dir.exists() {
             return Err(PodError::Busy(pod.uuid.clone()));
         }

@@ -499,18 +499,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
             rows.push(r);
         }
     }
-    let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", cells.join("  ").trim_end())?;
-    }
+    super::write_table(&mut out, &rows)?;
     Ok(Outcome::Success)
 }
 

@@ -330,17 +330,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<Outcome> {
                 .collect(),
         );
     }
-    let widths: Vec<usize> = (0..args.fields.len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        writeln!(out, "{}", cells.join("  ").trim_end())?;
-    }
+    super::write_table(&mut out, &rows)?;
     Ok(Outcome::Success)
 }
 

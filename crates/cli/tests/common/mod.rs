@@ -41,6 +41,18 @@ pub fn tool(name: &str) -> PathBuf {
     panic!("{name} is not installed; run scripts/test, which installs the test dependencies");
 }
 
+/// The static probe that tests run inside pods: `$BERTH_PROBE`
+/// (scripts/test builds it once and sets it), else built now.
+pub fn probe() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_PROBE") {
+        return PathBuf::from(p);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/probe/build.sh");
+    let out = run(&mut Command::new(script));
+    assert!(out.status.success(), "building the probe: {}", stderr(&out));
+    PathBuf::from(stdout(&out).trim())
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
