@@ -216,6 +216,9 @@ fn list_rm_export_extract_cat_manifest() {
 
     let table = run(env.berth().args(["image", "list"]));
     let text = stdout(&table);
+    // `--format=table`, as the issue and rkt users write it, is the default.
+    let named = run(env.berth().args(["image", "list", "--format=table"]));
+    assert_eq!(stdout(&named), text);
     let mut lines = text.lines();
     assert!(lines.next().unwrap().starts_with("ID"));
     assert!(lines.next().unwrap().starts_with(&id1[..7 + 12]));

@@ -42,7 +42,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// Output formats for commands that a script may want to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Human-readable text.
+    /// Human-readable text (`table` is the same, as rkt's list commands say).
+    #[value(alias = "table")]
     Text,
     /// One JSON document on stdout.
     Json,
