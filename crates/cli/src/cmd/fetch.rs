@@ -96,6 +96,10 @@ pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
     let mut fetcher = ImageFetcher::new(&store, &http, args.pull_policy);
     fetcher.insecure_image = insecure_image;
     fetcher.resolver = Some(&resolver);
+    // Images are fetched to be run: an image that is its own tree (no
+    // dependencies) is rendered on the same pass, decompressed once, so a
+    // later run or `image render` finds the tree ready.
+    fetcher.render = true;
     if !insecure_image {
         fetcher.verifiers = Some(&trusted);
     }
