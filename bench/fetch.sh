@@ -10,13 +10,47 @@
 #     vs   the same skopeo + umoci pair                              (target: <= 0.5x)
 #   file-dir: berth fetch ./berth.aci && berth image render IMAGE DIR
 #     vs   the same pair (extra row: the tree is also copied out to DIR)
-#   import: berth fetch ./berth.aci (import only: hash + validate + store)
+#   render-vs-gzip: berth fetch ./berth.aci && berth image render IMAGE
+#     vs   sh -c 'gzip -dc berth.aci | sha512sum'                    (target: <= 1.3x)
+#          (the whole pipeline: download, hash, decompress and extract)
+#   import: berth fetch ./berth.aci (hash + validate + store, and since the
+#          single pass also extract + hash the tree: fetch renders)
 #     vs   sh -c 'gzip -dc berth.aci | sha512sum'                    (target: <= 1.3x)
 #
 # The OCI side is the same rootfs as one gzip layer (umoci repack), copied
 # between two local OCI layouts (skopeo verifies every digest) and unpacked.
 # Every run starts from an empty store (removed untimed). Peak memory is
 # pairtime.py's ru_maxrss of the largest process (target: berth < 64 MB).
+#
+# Results (2026-11-30, this 2-core VM, 90 MB gzip ACI of a ~200 MB rootfs,
+# RUNS=5 WARMUP=1, medians of the per-pair ratios; berth fetch renders the
+# tree on the import's pass, so `image render` after it only finds it):
+#
+#   DEFER_RM=1 (fetch-20261130T025330Z, machine idle >= 95%):
+#     file-render      2.05 s vs 4.22 s   0.49   (target <= 0.5; was 0.54)
+#     http-render      1.91 s vs 4.04 s   0.47   (target <= 0.5; was 0.67)
+#     file-render-dir  1.92 s vs 4.01 s   0.48
+#     render-vs-gzip   1.45 s vs 1.70 s   0.88   (target <= 1.3)
+#     import           1.60 s vs 1.78 s   0.89   (target <= 1.3)
+#     http-import      1.68 s vs 1.71 s   0.93
+#     peak: berth 15-21 MiB (target < 64), skopeo/umoci 22-24 MiB
+#   default (rm -rf of the last run's ~27,000 inodes just before each run):
+#     (fetch-20261130T024359Z, idle >= 97% except import; 030244Z, busier)
+#     file-render      3.81 s vs 6.35 s   0.59 / 0.65   (was 0.76)
+#     http-render      4.64 s vs 7.14 s   0.54 / 0.60   (was 0.75)
+#     file-render-dir  4.35 s vs 6.39 s   0.73 / 0.67
+#     render-vs-gzip   6.25 s vs 2.54 s   2.46 / 2.12
+#     import           4.80 s vs 2.53 s   2.08 / 1.91
+#     http-import      6.40 s vs 2.68 s   2.39 / 1.80
+#     peak: berth 16-21 MiB
+#
+# Where the time goes (perf record -g of one fetch): SHA-512 is ~37% of all
+# cycles (it runs twice over the ~230 MB tar stream: the image ID, and each
+# file's content for the tree hash; no SHA-512 instructions on this CPU,
+# OpenSSL does ~590 MB/s too), inflate ~11%, the rest file creation in the
+# kernel. After a large delete ext4's recently_deleted() (inode allocation)
+# takes ~15-20% more: the default rows pay it in the fetch, since the files
+# are created there now.
 #
 # Usage: bench/fetch.sh   (as root; after bench/build.sh made the ACI, or it
 #   is built here). BERTH (default target/release/berth), RUNS (5), WARMUP (1),
@@ -114,6 +148,7 @@ pair() {  # pair NAME A B
 pair file-render "sh -c '$FETCH_FILE && $RENDER'" "$OCI_PAIR"
 pair http-render "sh -c '$FETCH_HTTP && $RENDER'" "$OCI_PAIR"
 pair file-render-dir "sh -c '$FETCH_FILE && $RENDER_DIR'" "$OCI_PAIR"
+pair render-vs-gzip "sh -c '$FETCH_FILE && $RENDER'" "sh -c 'gzip -dc $ACI | sha512sum'"
 pair import "$FETCH_FILE" "sh -c 'gzip -dc $ACI | sha512sum'"
 pair http-import "$FETCH_HTTP" "sh -c 'gzip -dc $ACI | sha512sum'"
 log "done: $OUT"

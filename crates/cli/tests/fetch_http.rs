@@ -106,7 +106,11 @@ fn fetch_caches_and_revalidates_with_etag() {
     assert_eq!(images.len(), 1);
     assert_eq!(images[0]["id"], json!(id));
     assert_eq!(images[0]["origin"], json!(url));
-    assert_eq!(images[0]["size"], json!(aci.len()));
+    assert_eq!(images[0]["blobSize"], json!(aci.len()));
+    // fetch rendered the image's tree on the same pass: its size counts.
+    let tree = images[0]["treeSize"].as_u64().unwrap();
+    assert!(tree > 0, "{images:?}");
+    assert_eq!(images[0]["size"], json!(aci.len() as u64 + tree));
 }
 
 #[test]

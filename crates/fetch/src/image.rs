@@ -53,7 +53,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use berth_appc::reference::{host_os_arch, ImageArg, ImageReference, ReferenceError};
 use berth_appc::{AcIdentifier, ImageId};
 use berth_store::{
-    HttpCacheEntry, ImageInfo, ImageRef, ImportOptions, ImportVerifier, Store, StoreError,
+    HttpCacheEntry, ImageInfo, ImageRef, ImportOptions, ImportReport, ImportVerifier, Store,
+    StoreError,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -164,6 +165,10 @@ pub struct ImageFetcher<'a> {
     pub progress: bool,
     /// How long to wait for another process downloading the same URL.
     pub busy_wait: Duration,
+    /// Render the tree of each image imported, in the same pass as the
+    /// import ([`ImportOptions::render`]), so that the first run or render
+    /// finds it ready. `berth fetch` sets it.
+    pub render: bool,
 }
 
 impl fmt::Debug for ImageFetcher<'_> {
@@ -189,6 +194,7 @@ impl<'a> ImageFetcher<'a> {
             verifiers: None,
             progress: true,
             busy_wait: Duration::from_secs(3600),
+            render: false,
         }
     }
 
@@ -294,12 +300,15 @@ impl<'a> ImageFetcher<'a> {
                 verifier: verifier
                     .as_deref_mut()
                     .map(|v| v as &mut dyn ImportVerifier),
+                render: self.render,
                 ..ImportOptions::default()
             },
         );
         progress.finish();
+        let report = report?;
+        warn_unrendered(&report);
         Ok(Fetched {
-            id: report?.id,
+            id: report.id,
             source: Source::File,
         })
     }
@@ -410,6 +419,7 @@ impl<'a> ImageFetcher<'a> {
                             .as_deref_mut()
                             .map(|v| v as &mut dyn ImportVerifier),
                         http_cache: Some(cache_entry(url, None, &info)),
+                        render: self.render,
                         ..ImportOptions::default()
                     },
                 );
@@ -429,6 +439,7 @@ impl<'a> ImageFetcher<'a> {
                         });
                     }
                 };
+                warn_unrendered(&report);
                 let done = download.finish()?;
                 discard_partial(&done.path);
                 Ok(Fetched {
@@ -559,5 +570,13 @@ fn cache_entry(url: &str, id: Option<ImageId>, info: &CacheInfo) -> HttpCacheEnt
         last_modified: info.last_modified.clone(),
         max_age: info.max_age.map(Duration::from_secs),
         fetched_at: UNIX_EPOCH + Duration::from_secs(info.fetched_at),
+    }
+}
+
+/// The image is stored, but the tree its import was to render is not: say
+/// so (the first render will extract the blob, slower but fine).
+fn warn_unrendered(report: &ImportReport) {
+    if let Some(e) = &report.render_error {
+        tracing::warn!(id = %report.id, error = %e, "the image's tree was not rendered while fetching");
     }
 }

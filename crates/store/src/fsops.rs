@@ -341,6 +341,23 @@ pub(crate) struct TreeDigest {
 /// one. The result is SHA-512 of a version tag, the walk's digest, then
 /// each file's content digest and length, in index order.
 pub(crate) fn hash_tree(dir: &Path, top: Option<&[&str]>) -> io::Result<TreeDigest> {
+    hash_tree_known(dir, top, &KnownContent::new())
+}
+
+/// Content digests already known, by (dev, ino): SHA-512 and length.
+pub(crate) type KnownContent = HashMap<(u64, u64), ([u8; 64], u64)>;
+
+/// [`hash_tree`], taking the content digest of a regular file from `known`
+/// when its inode is there with the same size, instead of reading it: a
+/// tree just extracted had its files hashed as they were written, so only
+/// the metadata walk is left. The result is the same as `hash_tree`'s, by
+/// construction: the walk and the record of each file are unchanged, only
+/// where a file's digest comes from differs.
+pub(crate) fn hash_tree_known(
+    dir: &Path,
+    top: Option<&[&str]>,
+    known: &KnownContent,
+) -> io::Result<TreeDigest> {
     let root = open_dir(dir)?;
     let names: Vec<Vec<u8>> = match top {
         Some(t) => t.iter().map(|s| s.as_bytes().to_vec()).collect(),
@@ -378,6 +395,8 @@ pub(crate) fn hash_tree(dir: &Path, top: Option<&[&str]>) -> io::Result<TreeDige
             size: 0,
             files: 0,
             jobs: job_tx,
+            known,
+            preset: Vec::new(),
         };
         let walked = (|| {
             for name in sorted {
@@ -392,10 +411,14 @@ pub(crate) fn hash_tree(dir: &Path, top: Option<&[&str]>) -> io::Result<TreeDige
             size,
             files,
             jobs,
+            preset,
             ..
         } = h;
         drop(jobs);
         let mut digests: Vec<Option<([u8; 64], u64)>> = vec![None; files];
+        for (i, d) in preset {
+            digests[i] = Some(d);
+        }
         let mut failed = None;
         for (i, r) in res_rx.iter() {
             match r {
@@ -450,16 +473,19 @@ fn hash_content(mut f: File, buf: &mut [u8]) -> io::Result<([u8; 64], u64)> {
     Ok((sha.finalize().into(), total))
 }
 
-struct Hasher {
+struct Hasher<'k> {
     sha: Sha512,
     seen: HashSet<(u64, u64)>,
     size: u64,
     /// Regular files handed to the workers so far.
     files: usize,
     jobs: std::sync::mpsc::SyncSender<(usize, File)>,
+    known: &'k KnownContent,
+    /// Files whose digest came from `known`, by index.
+    preset: Vec<(usize, ([u8; 64], u64))>,
 }
 
-impl Hasher {
+impl Hasher<'_> {
     fn field(&mut self, tag: u8, data: &[u8]) {
         self.sha.update([tag]);
         self.sha.update((data.len() as u64).to_le_bytes());
@@ -537,9 +563,15 @@ impl Hasher {
                 // length read (a file that changed size under us hashes
                 // differently anyway) go in at this index.
                 self.sha.update((self.files as u64).to_le_bytes());
-                self.jobs
-                    .send((self.files, f))
-                    .map_err(|_| io::Error::other("the hashing threads stopped"))?;
+                match self.known.get(&(st.st_dev, st.st_ino)) {
+                    Some(&(d, len)) if len == st.st_size as u64 => {
+                        self.preset.push((self.files, (d, len)));
+                    }
+                    _ => self
+                        .jobs
+                        .send((self.files, f))
+                        .map_err(|_| io::Error::other("the hashing threads stopped"))?,
+                }
                 self.files += 1;
             }
             FileType::Symlink => {

@@ -16,6 +16,17 @@
 //! (removed by the next `Store::open`); a crash between rename and insert
 //! leaves a blob without a row, which gc and verify adopt.
 //!
+//! With [`ImportOptions::render`] the same pass also extracts the rootfs
+//! (`aci::validate_extract`: the decompressed stream feeds the ID hash, the
+//! checks and the extractor) into a staging directory in the process's temp
+//! dir, hashing each file as it is written. That directory becomes the
+//! image's tree (`tree.rs`, [`Store::render_staged`](crate::Store)) only
+//! after the image is committed as above, so a refused image never shows a
+//! tree either; a crash leaves it in the dead process's temp dir like the
+//! blob. The extraction's own failures (say, a device node it may not
+//! create) never fail the import: the tree is then just not made, and the
+//! first render extracts the stored blob as usual.
+//!
 //! Memory stays at a few decoder buffers whatever the image's size.
 
 use std::fs::File;
@@ -23,8 +34,10 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use berth_appc::aci::{self, AciError, Compression};
+use berth_appc::aci::{self, AciError, Compression, Extracted};
 use berth_appc::{AcIdentifier, ImageId, ImageManifest, Problem};
+
+use crate::tree::TreePath;
 
 /// The error a verifier returns to refuse an image.
 pub type VerifierError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,6 +99,12 @@ pub struct ImportOptions<'a> {
     pub verifier: Option<&'a mut dyn ImportVerifier>,
     /// Stored (keyed by its URL) in the same transaction as the image.
     pub http_cache: Option<HttpCacheEntry>,
+    /// Also render the image's tree, in the same pass over the stream
+    /// (decompressed once), when the image is its own tree: no dependencies
+    /// and no path whitelist. Then [`Store::render`](crate::Store::render)
+    /// finds the tree ready. Other images are imported as without it (their
+    /// dependencies may not be in the store yet).
+    pub render: bool,
 }
 
 impl std::fmt::Debug for ImportOptions<'_> {
@@ -96,6 +115,7 @@ impl std::fmt::Debug for ImportOptions<'_> {
             .field("origin", &self.origin)
             .field("verifier", &self.verifier.is_some())
             .field("http_cache", &self.http_cache)
+            .field("render", &self.render)
             .finish()
     }
 }
@@ -113,6 +133,13 @@ pub struct ImportReport {
     pub compression: Compression,
     /// Validation warnings (device nodes...).
     pub warnings: Vec<Problem>,
+    /// With [`ImportOptions::render`], the image's tree (rendered by this
+    /// import, or found there already). `None` when not asked for, when the
+    /// image has dependencies or a path whitelist, or when rendering failed.
+    pub tree: Option<TreePath>,
+    /// Why the tree asked for was not rendered, if it failed (the image is
+    /// stored all the same; rendering it later extracts the blob).
+    pub render_error: Option<String>,
 }
 
 /// Why an import failed. Nothing of the image is visible in the store after
@@ -190,14 +217,19 @@ pub(crate) struct Received {
     pub compression: Compression,
     pub blob_size: u64,
     pub warnings: Vec<Problem>,
+    /// With a staging directory: how its extraction ended.
+    pub extracted: Option<Result<Extracted, AciError>>,
 }
 
 /// Stream `r` into `tmp` (created), validating and hashing on the way, and
-/// run every check of `opts`. On error the caller removes `tmp`.
+/// run every check of `opts`; with `stage` (an empty directory), extract the
+/// image's rootfs into it on the same pass. On error the caller removes
+/// `tmp` and `stage`.
 pub(crate) fn receive<R: Read>(
     r: R,
     tmp: &std::path::Path,
     opts: &mut ImportOptions<'_>,
+    stage: Option<&std::path::Path>,
 ) -> Result<Received, ImportError> {
     let werr = |source| ImportError::Write {
         path: tmp.to_path_buf(),
@@ -216,7 +248,15 @@ pub(crate) fn receive<R: Read>(
         written: 0,
         write_error: None,
     };
-    let report = aci::validate(&mut tee);
+    let (report, extracted) = match stage {
+        Some(dest) => {
+            match aci::validate_extract(&mut tee, dest, &crate::tree::extract_options()) {
+                Ok((report, extracted)) => (Ok(report), Some(extracted)),
+                Err(e) => (Err(e), None),
+            }
+        }
+        None => (aci::validate(&mut tee), None),
+    };
     // The decoder may stop before the end of the input (trailing bytes after
     // the compressed stream): those are part of the blob as received.
     let rest = report
@@ -274,5 +314,6 @@ pub(crate) fn receive<R: Read>(
         compression: report.compression,
         blob_size,
         warnings: report.warnings,
+        extracted,
     })
 }

@@ -11,7 +11,9 @@
 //!   file and to an [`ImportVerifier`]; the decompressed stream is hashed
 //!   (the image ID) and validated by `berth_appc::aci`. Only a complete,
 //!   valid, expected and accepted image is renamed into the blob store and
-//!   then indexed.
+//!   then indexed. With `ImportOptions::render` the same pass extracts the
+//!   rootfs into a staging dir, which becomes the image's tree only after
+//!   that (images without dependencies; `berth fetch` asks for it).
 //! - [`Digest`] (`digest.rs`) names blobs: `sha512-…` for ACIs (the image
 //!   ID), `sha256:…` for OCI blobs later.
 //! - `index.rs` is the SQLite index (schema versions and migrations, WAL).

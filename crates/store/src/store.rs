@@ -19,7 +19,7 @@ use crate::fsops;
 use crate::import::{self, HttpCacheEntry, ImportError, ImportOptions, ImportReport};
 use crate::index::{self, CacheRow, ImageRow, Index, IndexError};
 use crate::lock::{self, FileLock, Mode, TmpDir};
-use crate::tree::TreeError;
+use crate::tree::{Staged, TreeError, TreePath};
 
 /// Why a store operation failed. Messages say what to do; the CLI adds its
 /// own hints and prints the `source` chain once.
@@ -338,16 +338,58 @@ impl Store {
         mut opts: ImportOptions<'_>,
     ) -> Result<ImportReport, StoreError> {
         let tmp = self.tmp.fresh("blob-");
-        let received = match import::receive(r, &tmp, &mut opts) {
-            Ok(rcv) => rcv,
+        // The tree is staged beside the blob, in this process's temp dir, so
+        // that a kill -9 leaves it to the next Store::open like the blob,
+        // and it is never visible before the import's verdict.
+        let work = if opts.render {
+            let w = self.tmp.fresh("tree-");
+            match fs::create_dir(&w).and_then(|()| fs::create_dir(w.join("rootfs"))) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot stage a tree; importing without it");
+                    let _ = fsops::remove_all(&w);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let stage = work.as_ref().map(|w| w.join("rootfs"));
+        let received =
+            import::receive(r, &tmp, &mut opts, stage.as_deref()).map_err(StoreError::from);
+        let committed = received.and_then(|mut rcv| {
+            let result = self.commit_import(&tmp, &rcv, &opts);
+            result.map(|present| {
+                let extracted = rcv.extracted.take();
+                (rcv, present, extracted)
+            })
+        });
+        let _ = fs::remove_file(&tmp);
+        let (received, already_present, extracted) = match committed {
+            Ok(c) => c,
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e.into());
+                if let Some(w) = &work {
+                    let _ = fsops::remove_all(w);
+                }
+                return Err(e);
             }
         };
-        let result = self.commit_import(&tmp, &received, &opts);
-        let _ = fs::remove_file(&tmp);
-        let already_present = result?;
+        let (tree, render_error) = match (work, extracted) {
+            (Some(work), Some(extracted)) => {
+                let rendered = self.adopt_staged(&received, &work, extracted);
+                let _ = fsops::remove_all(&work);
+                match rendered {
+                    Ok(tree) => (tree, None),
+                    Err(e) => (None, Some(error_chain(&e))),
+                }
+            }
+            (work, _) => {
+                if let Some(w) = work {
+                    let _ = fsops::remove_all(&w);
+                }
+                (None, None)
+            }
+        };
         Ok(ImportReport {
             id: received.id,
             name: received.manifest.name,
@@ -355,7 +397,48 @@ impl Store {
             blob_size: received.blob_size,
             compression: received.compression,
             warnings: received.warnings,
+            tree,
+            render_error,
         })
+    }
+
+    /// Make the rootfs an import extracted into `work` the image's tree,
+    /// when the image is its own tree. `Ok(None)`: it is not (dependencies,
+    /// a path whitelist); the caller removes `work` whatever happens.
+    fn adopt_staged(
+        &self,
+        rcv: &import::Received,
+        work: &Path,
+        extracted: Result<aci::Extracted, AciError>,
+    ) -> Result<Option<TreePath>, StoreError> {
+        let m = &rcv.manifest;
+        if !m.dependencies.is_empty() || !m.path_whitelist.is_empty() {
+            return Ok(None);
+        }
+        let extracted = extracted.map_err(|source| TreeError::Extract {
+            image: rcv.id.clone(),
+            source,
+        })?;
+        if extracted.report.image_id != rcv.id {
+            // Cannot happen (one stream, one hash), but a tree must come
+            // from exactly the image stored.
+            return Err(TreeError::Corrupt {
+                image: rcv.id.clone(),
+                actual: extracted.report.image_id,
+            }
+            .into());
+        }
+        let staged = Staged {
+            image: rcv.id.clone(),
+            work: work.to_path_buf(),
+            files: extracted
+                .files
+                .into_iter()
+                .map(|f| ((f.dev, f.ino), (f.sha512, f.len)))
+                .collect(),
+        };
+        let (tree, _lease) = self.render_staged(&rcv.id, "import", Some(staged))?;
+        Ok(Some(tree))
     }
 
     fn commit_import(
@@ -715,6 +798,18 @@ impl Store {
             .set_cache(&cache_row(entry, None))
             .map_err(Into::into)
     }
+}
+
+/// An error and its causes on one line, for a report that carries text.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 fn cache_row(c: &HttpCacheEntry, id: Option<&ImageId>) -> CacheRow {

@@ -37,6 +37,17 @@
 //! complete when it was renamed, and its content (`manifest`, `rootfs/`) is
 //! never written again.
 //!
+//! ## Rendered by the import
+//! An image without dependencies and without a path whitelist is its own
+//! tree: the import can extract it while it streams in (decompressing once,
+//! see `import.rs`), into a directory of the process's temp dir. Once the
+//! image is stored, [`Store::render_staged`] takes that directory through
+//! the same locks and checks as any render, and finishes it as
+//! `render_into` would have (manifest, hash, markers, rename, row); only the
+//! content hash takes each file's digest from the extraction instead of
+//! reading the file back. Anything else (dependencies, a tree already
+//! there, a failed import) leaves the staged directory to be removed.
+//!
 //! ## Durability without syncing the file system
 //! A rename is durable before the data of the files it moves (ext4's
 //! delayed allocation, and the index's own fsync commits the rename, not
@@ -138,6 +149,20 @@ pub enum TreeError {
 fn tio(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> TreeError {
     let path = path.into();
     move |source| TreeError::Io { op, path, source }
+}
+
+/// How a layer is extracted for a tree (by a render, or by an import that
+/// renders): its rootfs only, owners kept, device nodes made when root.
+pub(crate) fn extract_options() -> ExtractOptions {
+    ExtractOptions {
+        rootfs_only: true,
+        devices: if rustix::process::geteuid().is_root() {
+            DevicePolicy::Create
+        } else {
+            DevicePolicy::Skip
+        },
+        preserve_owners: true,
+    }
 }
 
 /// The file in a tree saying whether its content is known to be durable
@@ -301,6 +326,16 @@ impl Drop for TreeLease<'_> {
             .index
             .remove_lease(self.key.as_str(), &self.holder, std::process::id());
     }
+}
+
+/// An image's rootfs extracted by its import (see `import.rs`), waiting to
+/// become its tree: `work/rootfs/` is laid, `files` has the content digest
+/// of every regular file written there.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    pub image: ImageId,
+    pub work: PathBuf,
+    pub files: fsops::KnownContent,
 }
 
 /// A path whitelist, normalized to paths relative to the rootfs.
@@ -623,7 +658,24 @@ impl Store {
         id: &ImageId,
         holder: &str,
     ) -> Result<(TreePath, TreeLease<'_>), StoreError> {
+        self.render_staged(id, holder, None)
+    }
+
+    /// [`Store::render_leased`], using `staged` (the image extracted by its
+    /// import) instead of extracting the blob again when the tree is the
+    /// image alone: no dependencies and no path whitelist, so the tree's
+    /// rootfs is exactly the image's. Otherwise `staged` is left unused
+    /// (the caller removes it), as when the tree exists already.
+    pub(crate) fn render_staged(
+        &self,
+        id: &ImageId,
+        holder: &str,
+        staged: Option<Staged>,
+    ) -> Result<(TreePath, TreeLease<'_>), StoreError> {
         let layers = self.plan(id)?;
+        let staged = staged.filter(
+            |s| matches!(layers.as_slice(), [only] if only.filter.is_empty() && only.id == s.image),
+        );
         let key = tree_key(&layers);
         let mut ids: Vec<&ImageId> = layers.iter().map(|l| &l.id).collect();
         ids.sort();
@@ -647,7 +699,7 @@ impl Store {
         if !dir.exists() || row.is_none() || !settled(&dir) {
             let p = self.root.join("locks/render").join(key.as_str());
             let _render = lock::lock_wait(&p, LockMode::Exclusive).map_err(io_err("lock", &p))?;
-            self.ensure_tree(&key, &layers, id, &dir)?;
+            self.ensure_tree(&key, &layers, id, &dir, staged)?;
         }
         let now = index::to_millis(SystemTime::now());
         let strs: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
@@ -671,6 +723,7 @@ impl Store {
         layers: &[Layer],
         top: &ImageId,
         dir: &Path,
+        staged: Option<Staged>,
     ) -> Result<(), StoreError> {
         let row = self.index.tree(key.as_str())?;
         if dir.exists() {
@@ -690,7 +743,7 @@ impl Store {
                         // The row stays until render_tree replaces it: a row
                         // without its directory is "not rendered" anyway.
                         self.discard_tree_dir(key)?;
-                        return self.render_tree(key, layers, top, dir);
+                        return self.render_tree(key, layers, top, dir, staged);
                     }
                 }
             }
@@ -718,7 +771,7 @@ impl Store {
                 }
             }
         }
-        self.render_tree(key, layers, top, dir)
+        self.render_tree(key, layers, top, dir, staged)
     }
 
     /// Move `tree/<key>` out of sight (into our temp dir), then delete it.
@@ -734,21 +787,13 @@ impl Store {
 
     fn extract_layer(&self, id: &ImageId, into: &Path) -> Result<(), StoreError> {
         let blob = self.open_blob(id)?;
-        let opts = ExtractOptions {
-            rootfs_only: true,
-            devices: if rustix::process::geteuid().is_root() {
-                DevicePolicy::Create
-            } else {
-                DevicePolicy::Skip
-            },
-            preserve_owners: true,
-        };
-        let report = aci::extract(io::BufReader::new(blob), into, &opts).map_err(|source| {
-            TreeError::Extract {
-                image: id.clone(),
-                source,
-            }
-        })?;
+        let report =
+            aci::extract(io::BufReader::new(blob), into, &extract_options()).map_err(|source| {
+                TreeError::Extract {
+                    image: id.clone(),
+                    source,
+                }
+            })?;
         if report.image_id != *id {
             return Err(TreeError::Corrupt {
                 image: id.clone(),
@@ -765,9 +810,18 @@ impl Store {
         layers: &[Layer],
         top: &ImageId,
         dir: &Path,
+        staged: Option<Staged>,
     ) -> Result<(), StoreError> {
-        let work = self.tmp.fresh("tree-");
-        let result = self.render_into(&work, layers, top).and_then(|digest| {
+        let (work, laid) = match staged {
+            Some(s) => (s.work, Ok(s.files)),
+            None => {
+                let work = self.tmp.fresh("tree-");
+                let laid = self.render_into(&work, layers);
+                (work, laid.map(|()| fsops::KnownContent::new()))
+            }
+        };
+        let finished = laid.and_then(|known| self.finish_tree(&work, layers, top, &known));
+        let result = finished.and_then(|digest| {
             match fs::rename(&work, dir) {
                 Ok(()) => {}
                 // Rendered by someone else meanwhile (the render lock makes
@@ -793,12 +847,8 @@ impl Store {
         result
     }
 
-    fn render_into(
-        &self,
-        work: &Path,
-        layers: &[Layer],
-        top: &ImageId,
-    ) -> Result<fsops::TreeDigest, StoreError> {
+    /// Lay `layers` into `work/rootfs/` (`work` is created).
+    fn render_into(&self, work: &Path, layers: &[Layer]) -> Result<(), StoreError> {
         let rootfs = work.join("rootfs");
         fs::create_dir(work)
             .map_err(tio("create", work))
@@ -828,13 +878,27 @@ impl Store {
             let _ = fsops::remove_all(&stage);
             merged?;
         }
+        tracing::debug!(extract = ?t0.elapsed(), "layers laid");
+        Ok(())
+    }
+
+    /// Complete the tree in `work` whose `rootfs/` is laid: its manifest,
+    /// content hash (file digests from `known` where it has them), layers
+    /// and durability marker.
+    fn finish_tree(
+        &self,
+        work: &Path,
+        layers: &[Layer],
+        top: &ImageId,
+        known: &fsops::KnownContent,
+    ) -> Result<fsops::TreeDigest, StoreError> {
         let manifest = self.manifest_bytes(top)?;
         let mp = work.join("manifest");
         fs::write(&mp, &manifest)
             .map_err(tio("write", &mp))
             .map_err(StoreError::from)?;
         let t1 = std::time::Instant::now();
-        let digest = fsops::hash_tree(work, Some(&["manifest", "rootfs"]))
+        let digest = fsops::hash_tree_known(work, Some(&["manifest", "rootfs"]), known)
             .map_err(tio("hash", work))
             .map_err(StoreError::from)?;
         let t2 = std::time::Instant::now();
@@ -849,7 +913,7 @@ impl Store {
             .map_err(tio("write", &lp))
             .map_err(StoreError::from)?;
         write_durable_marker(work)?;
-        tracing::debug!(extract = ?(t1 - t0), hash = ?(t2 - t1), rest = ?t2.elapsed(), "tree rendered");
+        tracing::debug!(hash = ?(t2 - t1), rest = ?t2.elapsed(), known = known.len(), "tree finished");
         Ok(digest)
     }
 

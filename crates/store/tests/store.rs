@@ -1006,11 +1006,26 @@ fn child_import_stdin() {
         return;
     };
     let store = Store::open(&dir).unwrap();
-    let _ = store.import_aci(std::io::stdin().lock(), ImportOptions::default());
+    let opts = ImportOptions {
+        render: std::env::var_os("BERTH_TEST_RENDER").is_some(),
+        ..Default::default()
+    };
+    let _ = store.import_aci(std::io::stdin().lock(), opts);
 }
 
 #[test]
 fn kill_9_mid_import_leaves_nothing() {
+    kill_9_mid_import(false);
+}
+
+/// The same with the tree rendered on the import's pass: the half-extracted
+/// staging tree is in the dead process's temp dir, never under tree/.
+#[test]
+fn kill_9_mid_import_with_render_leaves_nothing() {
+    kill_9_mid_import(true);
+}
+
+fn kill_9_mid_import(render: bool) {
     let d = tempfile::tempdir().unwrap();
     let tar = tar_aci(
         &manifest("example.com/crash", &[], json!([]), &[]),
@@ -1024,7 +1039,11 @@ fn kill_9_mid_import_leaves_nothing() {
     );
     let aci = gz(&tar);
     let store_dir = d.path().join("store");
-    let mut kid = child("child_import_stdin", &[("BERTH_TEST_STORE", &store_dir)])
+    let mut envs = vec![("BERTH_TEST_STORE", store_dir.as_path())];
+    if render {
+        envs.push(("BERTH_TEST_RENDER", Path::new("1")));
+    }
+    let mut kid = child("child_import_stdin", &envs)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -1063,11 +1082,29 @@ fn kill_9_mid_import_leaves_nothing() {
     );
     assert!(store.list().unwrap().is_empty());
     assert!(blobs(&store_dir).is_empty());
+    assert!(
+        fs::read_dir(store_dir.join("tree"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no tree visible"
+    );
     // Retry works.
     let r = store
-        .import_aci(&aci[..], ImportOptions::default())
+        .import_aci(
+            &aci[..],
+            ImportOptions {
+                render,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(r.id, id_of(&tar));
+    if render {
+        let t = r.tree.expect("the retry rendered the tree");
+        assert_eq!(fs::read(t.rootfs().join("big")).unwrap().len(), 8 << 20);
+        assert!(files_under(&store_dir.join("tmp")).is_empty());
+    }
     assert!(store
         .verify(&[], VerifyOptions::default())
         .unwrap()
@@ -1330,7 +1367,10 @@ fn child_import_big() {
     let store = Store::open(dir.join("store")).unwrap();
     let before = vm_hwm_kib();
     let f = fs::File::open(&aci).unwrap();
-    store.import_aci(f, ImportOptions::default()).unwrap();
+    // Rendering on the same pass (what `berth fetch` does) must stay as
+    // small: the extraction and its content hashing stream too.
+    let rep = store.import_aci(f, render_opts()).unwrap();
+    assert!(rep.tree.is_some(), "{:?}", rep.render_error);
     let after = vm_hwm_kib();
     println!("HWM {before} {after}");
 }
@@ -1423,4 +1463,321 @@ fn tree_not_known_durable_is_checked_and_rebuilt_if_damaged() {
     store.render(&id).unwrap();
     assert_eq!(fs::metadata(t.rootfs().join("a.txt")).unwrap().ino(), ino);
     assert_eq!(fs::read_to_string(&marker).unwrap(), "synced\n");
+}
+
+/// An image with what a tree hash must see: modes (setuid, a 0700
+/// directory), owners, a hard link, a symlink, an empty file, a fifo, a
+/// file bigger than one I/O buffer, and an xattr.
+fn rich_image(name: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let m = manifest(name, &[], json!([]), &[]);
+    let mut h = header(tar::EntryType::Regular, 0o644, m.len() as u64);
+    b.append_data(&mut h, "manifest", &m[..]).unwrap();
+    let dir = |b: &mut tar::Builder<Vec<u8>>, p: &str, mode: u32| {
+        let mut h = header(tar::EntryType::Directory, mode, 0);
+        b.append_data(&mut h, p, &[][..]).unwrap();
+    };
+    dir(&mut b, "rootfs", 0o755);
+    dir(&mut b, "rootfs/bin", 0o755);
+    dir(&mut b, "rootfs/secret", 0o700);
+    let put = |b: &mut tar::Builder<Vec<u8>>, p: &str, mode: u32, uid: u64, data: &[u8]| {
+        let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        b.append_data(&mut h, p, data).unwrap();
+    };
+    put(&mut b, "rootfs/bin/su", 0o4755, 0, b"#!/bin/sh\necho su\n");
+    put(&mut b, "rootfs/secret/key", 0o600, 1000, b"k3y\n");
+    put(&mut b, "rootfs/empty", 0o644, 0, b"");
+    let big: Vec<u8> = (0..(700u32 << 10)).map(|i| (i * 31 % 251) as u8).collect();
+    put(&mut b, "rootfs/big", 0o644, 0, &big);
+    let mut h = header(tar::EntryType::Link, 0o4755, 0);
+    b.append_link(&mut h, "rootfs/bin/su2", "rootfs/bin/su")
+        .unwrap();
+    let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+    b.append_link(&mut h, "rootfs/bin/sh", "/bin/su").unwrap();
+    let mut h = header(tar::EntryType::Fifo, 0o640, 0);
+    b.append_data(&mut h, "rootfs/fifo", &[][..]).unwrap();
+    // An xattr, as a PAX record before its file.
+    b.append_pax_extensions([("SCHILY.xattr.user.berth", &b"yes"[..])])
+        .unwrap();
+    put(&mut b, "rootfs/attr", 0o644, 0, b"with an xattr\n");
+    b.into_inner().unwrap()
+}
+
+/// Everything about a tree a pod would see: per path, type, mode, owner,
+/// size and content (files) or target (symlinks), inode sharing.
+fn describe_tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<String>, inodes: &mut Vec<(u64, String)>) {
+        let p = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let m = fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let mut line = format!(
+            "{rel} mode={:o} uid={} gid={} mtime={}",
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime()
+        );
+        if ft.is_symlink() {
+            line += &format!(" -> {}", fs::read_link(&p).unwrap().display());
+        } else if ft.is_file() {
+            let data = fs::read(&p).unwrap();
+            let h: String = sha2::Sha512::digest(&data)[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            line += &format!(" size={} sha={h}", data.len());
+            if m.nlink() > 1 {
+                match inodes.iter().find(|(i, _)| *i == m.ino()) {
+                    Some((_, first)) => line += &format!(" same-inode-as={first}"),
+                    None => inodes.push((m.ino(), rel.to_string())),
+                }
+            }
+        }
+        out.push(line);
+        if ft.is_dir() {
+            let mut names: Vec<String> = fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                let r = if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                };
+                walk(root, &r, out, inodes);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out, &mut Vec::new());
+    out
+}
+
+fn render_opts<'a>() -> ImportOptions<'a> {
+    ImportOptions {
+        render: true,
+        ..Default::default()
+    }
+}
+
+use sha2::Digest as _;
+
+/// The single pass (import extracts and hashes as it streams) leaves the
+/// same tree, with the same key, rows and content hash, as an import then a
+/// render; verify accepts it and finds a flipped byte in it.
+#[test]
+fn import_with_render_leaves_the_tree_a_render_makes() {
+    let d = tempfile::tempdir().unwrap();
+    let tar = rich_image("example.com/rich");
+    let aci = gz(&tar);
+
+    let one = Store::open(d.path().join("one")).unwrap();
+    let rep = one.import_aci(&aci[..], render_opts()).unwrap();
+    assert_eq!(rep.id, id_of(&tar));
+    assert_eq!(rep.render_error, None);
+    let tree = rep.tree.clone().expect("a tree was rendered by the import");
+    assert!(tree.rootfs().join("bin/su").is_file());
+    assert!(files_under(&d.path().join("one/tmp")).is_empty());
+    // render finds it ready: same tree, same inode (not re-extracted).
+    let ino = fs::metadata(tree.rootfs().join("big")).unwrap().ino();
+    let again = one.render(&rep.id).unwrap();
+    assert_eq!(again, tree);
+    assert_eq!(fs::metadata(again.rootfs().join("big")).unwrap().ino(), ino);
+
+    let two = Store::open(d.path().join("two")).unwrap();
+    let plain = two.import_aci(&aci[..], ImportOptions::default()).unwrap();
+    assert_eq!(plain.tree, None);
+    assert!(fs::read_dir(d.path().join("two/tree"))
+        .unwrap()
+        .next()
+        .is_none());
+    let rendered = two.render(&plain.id).unwrap();
+
+    assert_eq!(tree.key, rendered.key);
+    assert_eq!(describe_tree(&tree.path), describe_tree(&rendered.path));
+    for f in ["hash", "layers", "manifest"] {
+        assert_eq!(
+            fs::read(tree.path.join(f)).unwrap(),
+            fs::read(rendered.path.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let su = fs::metadata(tree.rootfs().join("bin/su")).unwrap();
+    assert_eq!(su.mode() & 0o7777, 0o4755);
+    assert_eq!(
+        su.ino(),
+        fs::metadata(tree.rootfs().join("bin/su2")).unwrap().ino()
+    );
+
+    // verify re-hashes the tree from disk and agrees with the hash the
+    // import computed from the stream.
+    let v = one.verify(&[], VerifyOptions::default()).unwrap();
+    assert!(v.is_clean(), "{v:?}");
+    assert_eq!(v.trees.len(), 1);
+    assert_eq!(v.trees[0].1, VerifyStatus::Ok);
+
+    // A flipped byte in a file the import hashed as it wrote it.
+    let f = tree.rootfs().join("big");
+    let mut data = fs::read(&f).unwrap();
+    data[300_000] ^= 1;
+    fs::write(&f, &data).unwrap();
+    let v = one.verify(&[], VerifyOptions::default()).unwrap();
+    assert!(
+        matches!(v.trees[0].1, VerifyStatus::Corrupt { .. }),
+        "{v:?}"
+    );
+    assert_eq!(v.images, vec![(rep.id.clone(), VerifyStatus::Ok)]);
+}
+
+/// An image refused by its import (wrong ID, a verifier's "no") leaves no
+/// tree and no staging directory, though it was extracted on the way.
+#[test]
+fn refused_import_with_render_leaves_no_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path()).unwrap();
+    let tar = rich_image("example.com/refused");
+    let other = simple("example.com/other", &[], "");
+    let nothing_left = || {
+        assert!(store.list().unwrap().is_empty());
+        assert!(blobs(d.path()).is_empty());
+        assert!(
+            fs::read_dir(d.path().join("tree"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "no tree"
+        );
+        assert!(
+            files_under(&d.path().join("tmp")).is_empty(),
+            "no staging dir: {:?}",
+            files_under(&d.path().join("tmp"))
+        );
+    };
+    let err = store
+        .import_aci(
+            &gz(&tar)[..],
+            ImportOptions {
+                expected_id: Some(id_of(&other)),
+                render: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Import(ImportError::IdMismatch { .. })),
+        "{err}"
+    );
+    nothing_left();
+
+    let mut v = Counting {
+        seen: Vec::new(),
+        accept: false,
+        verdicts: 0,
+    };
+    let err = store
+        .import_aci(
+            &gz(&tar)[..],
+            ImportOptions {
+                verifier: Some(&mut v),
+                render: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Import(ImportError::Refused { .. })),
+        "{err}"
+    );
+    assert_eq!(v.verdicts, 1);
+    nothing_left();
+
+    // A truncated stream and an invalid image: the same.
+    let aci = gz(&tar);
+    assert!(store
+        .import_aci(&aci[..aci.len() / 2], render_opts())
+        .is_err());
+    nothing_left();
+    let mut bad = tar::Builder::new(Vec::new());
+    let m = manifest("example.com/bad", &[], json!([]), &[]);
+    let mut h = header(tar::EntryType::Regular, 0o644, m.len() as u64);
+    bad.append_data(&mut h, "manifest", &m[..]).unwrap();
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    bad.append_data(&mut h, "rootfs", &[][..]).unwrap();
+    let mut h = header(tar::EntryType::Regular, 0o644, 3);
+    bad.append_data(&mut h, "rootfs/ok", &b"ok\n"[..3]).unwrap();
+    let mut h = header(tar::EntryType::Regular, 0o644, 3);
+    bad.append_data(&mut h, "outside", &b"bad"[..]).unwrap();
+    let bad = bad.into_inner().unwrap();
+    assert!(matches!(
+        store.import_aci(&bad[..], render_opts()),
+        Err(StoreError::Import(ImportError::Invalid { .. }))
+    ));
+    nothing_left();
+
+    // Accepted: the tree appears.
+    v.accept = true;
+    let rep = store
+        .import_aci(
+            &gz(&tar)[..],
+            ImportOptions {
+                verifier: Some(&mut v),
+                render: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(rep.tree.is_some());
+    assert!(files_under(&d.path().join("tmp")).is_empty());
+}
+
+/// An image with dependencies is not its own tree: the import stores it
+/// and renders nothing (its dependencies may come later), leaving no
+/// staging directory; rendering it once they are there works as before.
+#[test]
+fn import_with_render_of_an_image_with_dependencies_renders_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path()).unwrap();
+    let base = simple("example.com/base", &[], "");
+    let app = tar_aci(
+        &manifest(
+            "example.com/app",
+            &[],
+            json!([dep_id("example.com/base", &id_of(&base))]),
+            &[],
+        ),
+        &[file("app", "app\n")],
+    );
+    let rep = store.import_aci(&app[..], render_opts()).unwrap();
+    assert_eq!((rep.tree, rep.render_error), (None, None));
+    assert!(files_under(&d.path().join("tmp")).is_empty());
+    assert!(fs::read_dir(d.path().join("tree"))
+        .unwrap()
+        .next()
+        .is_none());
+    // A whitelist alone also makes the tree differ from the image.
+    let listed = tar_aci(
+        &manifest("example.com/listed", &[], json!([]), &["/a"]),
+        &[file("a", "a\n"), file("b", "b\n")],
+    );
+    let rep = store.import_aci(&listed[..], render_opts()).unwrap();
+    assert_eq!(rep.tree, None);
+    let t = store.render(&rep.id).unwrap();
+    assert!(t.rootfs().join("a").exists() && !t.rootfs().join("b").exists());
+    // The base renders on import; then the app renders from both.
+    let rep = store.import_aci(&base[..], render_opts()).unwrap();
+    assert!(rep.tree.is_some());
+    let t = store.render(&id_of(&app)).unwrap();
+    assert!(t.rootfs().join("app").is_file() && t.rootfs().join("etc/hello").is_file());
+    assert!(store
+        .verify(&[], VerifyOptions::default())
+        .unwrap()
+        .is_clean());
 }

@@ -23,15 +23,18 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
+use sha2::{Digest as _, Sha512};
+
 use super::read::{
-    walk_opts, EntryMeta, Kind, LayoutChecker, VisitError, Walked, MAX_MANIFEST, OPAQUE_MARKER,
-    WHITEOUT_PREFIX,
+    walk, walk_opts, EntryMeta, Judge, Kind, LayoutChecker, VisitError, Walked, MAX_MANIFEST,
+    OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
-use super::{AciError, Compression, IO_BUF};
+use super::{AciError, Compression, ValidateReport, IO_BUF};
 use crate::manifest::ImageManifest;
 use crate::types::ImageId;
 
@@ -150,38 +153,8 @@ fn run<R: Read>(
     if layer {
         opts.rootfs_only = false;
     }
-    let root = rfs::open(
-        dest,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| AciError::io("open the target directory", dest, e.into()))?;
-    let mut listing = rfs::Dir::read_from(&root)
-        .map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
-    for ent in listing.by_ref() {
-        let ent = ent.map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
-        let name = ent.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            return Err(AciError::Layout {
-                path: dest.into(),
-                reason: "the extraction target must be an empty directory".into(),
-            });
-        }
-    }
-    let mut x = Extractor {
-        root,
-        chain: Vec::new(),
-        owners: opts.preserve_owners && rustix::process::geteuid().is_root(),
-        opts,
-        dirs: Vec::new(),
-        created: HashSet::new(),
-        skipped: Vec::new(),
-        buf: vec![0u8; IO_BUF],
-        manifest_seen: false,
-        layer,
-        whiteouts: Vec::new(),
-        opaque_dirs: Vec::new(),
-    };
+    let root = open_target(dest)?;
+    let mut x = Extractor::new(root, &opts, false, layer);
     let mut checker = if layer {
         LayoutChecker::for_layer()
     } else {
@@ -214,6 +187,126 @@ fn run<R: Read>(
     Ok((walked, x))
 }
 
+/// The SHA-512 of a regular file's content as [`validate_extract`] wrote it,
+/// with the inode it wrote it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub dev: u64,
+    pub ino: u64,
+    /// Bytes written.
+    pub len: u64,
+    pub sha512: [u8; 64],
+}
+
+/// A tree [`validate_extract`] wrote.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    pub report: ExtractReport,
+    /// One per regular file written (hard links share their target's).
+    pub files: Vec<FileDigest>,
+}
+
+/// [`validate`](super::validate) and [`extract`] in one pass over the
+/// stream, for importers that want the image both judged and on disk
+/// without decompressing it twice.
+///
+/// The [`ValidateReport`] is exactly what `validate` gives for the same
+/// stream (the same checker sees every entry). Extraction follows the rules
+/// of [`extract`], entry by entry, and stops for good at the first entry
+/// the checker or the extractor refuses, or at the first write error; the
+/// stream is still read to its end for the report. The second result says
+/// how the extraction ended; on `Err` `dest` is left partly filled, and the
+/// caller removes it. Nothing is written outside `dest` in any case.
+///
+/// `Err` (outer) only for what makes the stream unreadable, as `validate`.
+pub fn validate_extract<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<(ValidateReport, Result<Extracted, AciError>), AciError> {
+    let mut x = match open_target(dest) {
+        Ok(root) => Ok(Extractor::new(root, opts, true, false)),
+        Err(e) => Err(e),
+    };
+    let mut judge = Judge::default();
+    let walked = walk(r, &mut |e, data| {
+        let verdict = judge.entry(e, data)?;
+        let Ok(extractor) = x.as_mut() else {
+            return Ok(());
+        };
+        let done = match verdict {
+            Err(reason) => Err(AciError::Hostile {
+                entry: e.name.clone(),
+                reason,
+            }),
+            Ok(Some(manifest)) => extractor.manifest_bytes(e, manifest),
+            Ok(None) => match extractor.entry(e, data) {
+                Ok(()) => Ok(()),
+                Err(VisitError::Aci(err)) => Err(err),
+                // The stream's fault: the walk classifies it, and the image
+                // is refused anyway.
+                Err(VisitError::Data(err)) => return Err(VisitError::Data(err)),
+            },
+        };
+        if let Err(err) = done {
+            x = Err(err);
+        }
+        Ok(())
+    })?;
+    let report = judge.report(walked);
+    let extracted = x.and_then(|mut x| {
+        if let Some(p) = report.problems.first() {
+            return Err(AciError::Layout {
+                path: p.path.clone().into(),
+                reason: p.message.clone(),
+            });
+        }
+        if !x.manifest_seen {
+            return Err(AciError::Layout {
+                path: "manifest".into(),
+                reason: "missing (an image needs a manifest file)".into(),
+            });
+        }
+        x.finish_dirs()?;
+        let files = match x.digests.take() {
+            Some(h) => h.finish()?,
+            None => Vec::new(),
+        };
+        Ok(Extracted {
+            report: ExtractReport {
+                image_id: report.image_id.clone(),
+                entries: report.entries,
+                skipped: x.skipped,
+            },
+            files,
+        })
+    });
+    Ok((report, extracted))
+}
+
+/// Open `dest`, which must be an existing empty directory.
+fn open_target(dest: &Path) -> Result<OwnedFd, AciError> {
+    let root = rfs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| AciError::io("open the target directory", dest, e.into()))?;
+    let mut listing = rfs::Dir::read_from(&root)
+        .map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
+    for ent in listing.by_ref() {
+        let ent = ent.map_err(|e| AciError::io("read the target directory", dest, e.into()))?;
+        let name = ent.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            return Err(AciError::Layout {
+                path: dest.into(),
+                reason: "the extraction target must be an empty directory".into(),
+            });
+        }
+    }
+    Ok(root)
+}
+
 /// Metadata to apply to a directory once everything is extracted.
 struct DirMeta {
     /// Path relative to the target (empty: the target itself).
@@ -236,10 +329,127 @@ struct Extractor {
     skipped: Vec<String>,
     buf: Vec<u8>,
     manifest_seen: bool,
+    /// Hashes the content of every regular file written, when asked for.
+    digests: Option<ContentHasher>,
     /// Extracting an OCI layer (see [`extract_layer`]).
     layer: bool,
     whiteouts: Vec<LayerPath>,
     opaque_dirs: Vec<LayerPath>,
+}
+
+/// Messages to the content-hashing thread.
+enum Piece {
+    /// The next bytes of the current file.
+    Data(Vec<u8>),
+    /// The current file is complete: its inode and length.
+    End { dev: u64, ino: u64, len: u64 },
+}
+
+/// Blocks in flight to the content-hashing thread (each at most `IO_BUF`).
+const CONTENT_QUEUE: usize = 16;
+
+/// SHA-512 of each file's content, on a thread of its own: hashing is about
+/// as costly as the extraction's own work (creating and writing files), so
+/// on the extracting thread it would nearly double the pass; a bounded queue
+/// of copies of what was written keeps memory at a few megabytes.
+struct ContentHasher {
+    tx: Option<SyncSender<Piece>>,
+    worker: Option<std::thread::JoinHandle<Vec<FileDigest>>>,
+    /// Without a thread (spawning failed): hash inline.
+    inline: Option<(Sha512, Vec<FileDigest>)>,
+}
+
+impl ContentHasher {
+    fn new() -> ContentHasher {
+        let (tx, rx) = sync_channel::<Piece>(CONTENT_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("aci-content".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                let mut sha = Sha512::new();
+                for piece in rx {
+                    match piece {
+                        Piece::Data(d) => sha.update(&d),
+                        Piece::End { dev, ino, len } => out.push(FileDigest {
+                            dev,
+                            ino,
+                            len,
+                            sha512: std::mem::take(&mut sha).finalize().into(),
+                        }),
+                    }
+                }
+                out
+            });
+        match spawned {
+            Ok(w) => ContentHasher {
+                tx: Some(tx),
+                worker: Some(w),
+                inline: None,
+            },
+            Err(_) => ContentHasher {
+                tx: None,
+                worker: None,
+                inline: Some((Sha512::new(), Vec::new())),
+            },
+        }
+    }
+
+    fn send(&mut self, piece: Piece) {
+        if let Some((sha, out)) = self.inline.as_mut() {
+            match piece {
+                Piece::Data(d) => sha.update(&d),
+                Piece::End { dev, ino, len } => out.push(FileDigest {
+                    dev,
+                    ino,
+                    len,
+                    sha512: std::mem::take(sha).finalize().into(),
+                }),
+            }
+        } else if let Some(tx) = &self.tx {
+            // Fails only if the thread is gone (a panic): finish() says so.
+            let _ = tx.send(piece);
+        }
+    }
+
+    fn data(&mut self, bytes: &[u8]) {
+        if let Some((sha, _)) = self.inline.as_mut() {
+            sha.update(bytes);
+        } else {
+            self.send(Piece::Data(bytes.to_vec()));
+        }
+    }
+
+    fn finish(mut self) -> Result<Vec<FileDigest>, AciError> {
+        if let Some((_, out)) = self.inline.take() {
+            return Ok(out);
+        }
+        self.tx = None;
+        self.worker
+            .take()
+            .map(|w| w.join())
+            .unwrap_or(Ok(Vec::new()))
+            .map_err(|_| AciError::Read(io::Error::other("the content hashing thread panicked")))
+    }
+}
+
+impl Extractor {
+    fn new(root: OwnedFd, opts: &ExtractOptions, digests: bool, layer: bool) -> Extractor {
+        Extractor {
+            root,
+            chain: Vec::new(),
+            opts: opts.clone(),
+            owners: opts.preserve_owners && rustix::process::geteuid().is_root(),
+            dirs: Vec::new(),
+            created: HashSet::new(),
+            skipped: Vec::new(),
+            buf: vec![0u8; IO_BUF],
+            manifest_seen: false,
+            digests: digests.then(ContentHasher::new),
+            layer,
+            whiteouts: Vec::new(),
+            opaque_dirs: Vec::new(),
+        }
+    }
 }
 
 fn ex(op: &'static str, entry: &str, e: impl Into<io::Error>) -> AciError {
@@ -417,7 +627,13 @@ impl Extractor {
         if (bytes.len() as u64) < e.size {
             return Err(VisitError::Data(io::ErrorKind::UnexpectedEof.into()));
         }
-        ImageManifest::from_json(&bytes).map_err(AciError::Manifest)?;
+        self.manifest_bytes(e, &bytes).map_err(Into::into)
+    }
+
+    /// The manifest entry, its bytes already read: parsed strictly, and
+    /// written unless only the rootfs is extracted.
+    fn manifest_bytes(&mut self, e: &EntryMeta, bytes: &[u8]) -> Result<(), AciError> {
+        ImageManifest::from_json(bytes).map_err(AciError::Manifest)?;
         self.manifest_seen = true;
         if self.opts.rootfs_only {
             return Ok(());
@@ -425,7 +641,7 @@ impl Extractor {
         let name = b"manifest".to_vec();
         let f = self.create_file(e, &[], &name)?;
         let mut f = File::from(f);
-        f.write_all(&bytes)
+        f.write_all(bytes)
             .map_err(|err| ex("write", &e.name, err))?;
         self.file_meta(e, f.as_fd())?;
         self.created.insert(name);
@@ -461,6 +677,8 @@ impl Extractor {
     ) -> Result<(), VisitError> {
         let fd = self.create_file(e, parent, name)?;
         let mut f = File::from(fd);
+        // The bytes are hashed as they are written, so that a tree's content
+        // hash needs no second read of what was just extracted.
         let mut left = e.size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
@@ -472,9 +690,22 @@ impl Extractor {
             };
             f.write_all(&self.buf[..n])
                 .map_err(|err| ex("write", &e.name, err))?;
+            if let Some(h) = self.digests.as_mut() {
+                h.data(&self.buf[..n]);
+            }
             left -= n as u64;
         }
         self.file_meta(e, f.as_fd())?;
+        if let Some(h) = self.digests.as_mut() {
+            // Keyed by inode: a tree walk finds the file (and its hard
+            // links) by what it stats, whatever the order of the archive.
+            let st = rfs::fstat(&f).map_err(|err| ex("stat", &e.name, err))?;
+            h.send(Piece::End {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                len: e.size,
+            });
+        }
         self.created.insert(rel.join(&b'/'));
         Ok(())
     }

@@ -18,6 +18,9 @@
 //!   one, and never writes outside its target: every path is resolved one
 //!   component at a time through directory fds, never through a symlink
 //!   (see `extract.rs` for the CVEs this defends against).
+//! - [`validate_extract`] does both in one pass (an importer that renders
+//!   while it stores): the same report as `validate`, and the extraction's
+//!   own outcome, with the SHA-512 of each file as it was written.
 //! - [`build`] writes an ACI reproducibly (sorted entries, numeric owners,
 //!   optional fixed mtimes, no user names, no time stamps in the gzip header)
 //!   and compresses on all cores: gzip the way pigz does it (see `pgzip.rs`),
@@ -39,7 +42,8 @@ use std::str::FromStr;
 
 pub use build::{build, BuildOptions, BuildReport};
 pub use extract::{
-    extract, extract_layer, DevicePolicy, ExtractOptions, ExtractReport, LayerPath, LayerReport,
+    extract, extract_layer, validate_extract, DevicePolicy, ExtractOptions, ExtractReport,
+    Extracted, FileDigest, LayerPath, LayerReport,
 };
 pub use pgzip::ParGzWriter;
 pub use read::{read_manifest_bytes, validate, HashingReader, ValidateReport};

@@ -739,57 +739,100 @@ fn read_manifest(data: &mut dyn Read, size: u64) -> Result<Result<Vec<u8>, Strin
     Ok(Ok(bytes))
 }
 
+/// What a walk gathers for a [`ValidateReport`], entry by entry: the
+/// layout checker's verdicts and the manifest's bytes. Shared by
+/// [`validate`] and [`validate_extract`](super::validate_extract), so that
+/// importing with or without extracting judges an image the same way.
+#[derive(Default)]
+pub(crate) struct Judge {
+    checker: LayoutChecker,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    manifest_bytes: Option<Vec<u8>>,
+}
+
+impl Judge {
+    /// Check one entry. `Ok(None)`: the entry has no problem (and is not
+    /// the manifest); `Ok(Some(bytes))`: it is the manifest, whose bytes
+    /// were read from `data`; `Err(reason)`: its first problem (all of them
+    /// are recorded).
+    pub(crate) fn entry(
+        &mut self,
+        e: &EntryMeta,
+        data: &mut dyn Read,
+    ) -> Result<Result<Option<&[u8]>, String>, VisitError> {
+        let v = self.checker.check(e);
+        let first = v.problems.first().cloned();
+        self.problems
+            .extend(v.problems.into_iter().map(|m| Problem::new(&e.name, m)));
+        self.warnings
+            .extend(v.warnings.into_iter().map(|m| Problem::new(&e.name, m)));
+        if let Some(reason) = first {
+            return Ok(Err(reason));
+        }
+        if e.kind == Kind::Regular && e.components.as_deref() == Some(&[b"manifest".to_vec()]) {
+            match read_manifest(data, e.size).map_err(VisitError::Data)? {
+                Ok(bytes) => {
+                    self.manifest_bytes = Some(bytes);
+                    return Ok(Ok(self.manifest_bytes.as_deref()));
+                }
+                Err(m) => {
+                    self.problems.push(Problem::new(&e.name, m.clone()));
+                    return Ok(Err(m));
+                }
+            }
+        }
+        Ok(Ok(None))
+    }
+
+    /// The report of a complete walk: adds what only the end reveals (a
+    /// missing manifest or rootfs/) and parses the manifest.
+    pub(crate) fn report(self, walked: Walked) -> ValidateReport {
+        let Judge {
+            checker,
+            mut problems,
+            warnings,
+            manifest_bytes,
+        } = self;
+        // A missing manifest is already explained if one was present but bad.
+        let bad_manifest = problems.iter().any(|q| is_manifest_entry(&q.path));
+        problems.extend(
+            checker
+                .finish()
+                .into_iter()
+                .filter(|p| !(p.path == "manifest" && bad_manifest)),
+        );
+        let mut manifest = None;
+        if let Some(bytes) = &manifest_bytes {
+            match ImageManifest::from_json(bytes) {
+                Ok(m) => manifest = Some(m),
+                Err(err) => problems.extend(
+                    err.problems
+                        .into_iter()
+                        .map(|p| Problem::new("manifest", p.to_string())),
+                ),
+            }
+        }
+        ValidateReport {
+            image_id: walked.image_id,
+            compression: walked.compression,
+            manifest,
+            manifest_bytes,
+            problems,
+            warnings,
+            entries: walked.entries,
+            tar_size: walked.tar_size,
+        }
+    }
+}
+
 /// Stream the whole archive once: hash it, check its layout and every entry,
 /// parse the manifest. `Err` only for what makes the stream unreadable;
 /// everything else is in [`ValidateReport::problems`].
 pub fn validate<R: Read>(r: R) -> Result<ValidateReport, AciError> {
-    let mut checker = LayoutChecker::default();
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    let mut manifest_bytes = None;
-    let walked = walk(r, &mut |e, data| {
-        let v = checker.check(e);
-        let ok = v.problems.is_empty();
-        problems.extend(v.problems.into_iter().map(|m| Problem::new(&e.name, m)));
-        warnings.extend(v.warnings.into_iter().map(|m| Problem::new(&e.name, m)));
-        if ok && e.kind == Kind::Regular && e.components.as_deref() == Some(&[b"manifest".to_vec()])
-        {
-            match read_manifest(data, e.size).map_err(VisitError::Data)? {
-                Ok(bytes) => manifest_bytes = Some(bytes),
-                Err(m) => problems.push(Problem::new(&e.name, m)),
-            }
-        }
-        Ok(())
-    })?;
-    // A missing manifest is already explained if one was present but bad.
-    let bad_manifest = problems.iter().any(|q| is_manifest_entry(&q.path));
-    problems.extend(
-        checker
-            .finish()
-            .into_iter()
-            .filter(|p| !(p.path == "manifest" && bad_manifest)),
-    );
-    let mut manifest = None;
-    if let Some(bytes) = &manifest_bytes {
-        match ImageManifest::from_json(bytes) {
-            Ok(m) => manifest = Some(m),
-            Err(err) => problems.extend(
-                err.problems
-                    .into_iter()
-                    .map(|p| Problem::new("manifest", p.to_string())),
-            ),
-        }
-    }
-    Ok(ValidateReport {
-        image_id: walked.image_id,
-        compression: walked.compression,
-        manifest,
-        manifest_bytes,
-        problems,
-        warnings,
-        entries: walked.entries,
-        tar_size: walked.tar_size,
-    })
+    let mut judge = Judge::default();
+    let walked = walk(r, &mut |e, data| judge.entry(e, data).map(|_| ()))?;
+    Ok(judge.report(walked))
 }
 
 fn is_manifest_entry(name: &str) -> bool {

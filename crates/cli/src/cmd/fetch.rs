@@ -146,6 +146,10 @@ pub fn with_image_fetcher<T>(
     let mut aci = ImageFetcher::new(store, &http, policy);
     aci.insecure_image = insecure_image;
     aci.resolver = Some(&resolver);
+    // Images are fetched to be run: an image that is its own tree (no
+    // dependencies) is rendered on the same pass, decompressed once, so a
+    // later run or `image render` finds the tree ready.
+    aci.render = true;
     if !insecure_image {
         aci.verifiers = Some(&trusted);
     }
