@@ -34,6 +34,14 @@
 #     import           1.60 s vs 1.78 s   0.89   (target <= 1.3)
 #     http-import      1.68 s vs 1.71 s   0.93
 #     peak: berth 15-21 MiB (target < 64), skopeo/umoci 22-24 MiB
+#   DEFER_RM=1 again on the merged tree (fetch-20261130T033648Z, idle >= 99%):
+#     file-render      1.36 s vs 3.57 s   0.39
+#     http-render                         0.43   (max 0.60)
+#     render-vs-gzip                      0.75
+#     import / http-import                0.84 / 0.95
+#     peak: berth 16-22 MiB
+#   default, same tree (fetch-20261130T034155Z, idle >= 97%): file-render
+#     0.56, http-render 0.62, render-vs-gzip 2.30, import 2.08
 #   default (rm -rf of the last run's ~27,000 inodes just before each run):
 #     (fetch-20261130T024359Z, idle >= 97% except import; 030244Z, busier)
 #     file-render      3.81 s vs 6.35 s   0.59 / 0.65   (was 0.76)
