@@ -13,7 +13,7 @@
 //!    the PID the user (or systemd) started is the pod's supervisor;
 //!    `prepare`: move it to `prepared/` and print its UUID.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -506,12 +506,6 @@ struct Prepared<'s> {
     leases: Vec<berth_store::TreeLease<'s>>,
 }
 
-fn insecure_image_allowed(global: &GlobalArgs) -> bool {
-    global
-        .insecure_options
-        .allows(crate::globals::Insecure::Image)
-}
-
 /// Fetch (per the pull policy) every image argument, in order.
 fn fetch_all(
     global: &GlobalArgs,
@@ -862,11 +856,6 @@ fn prepare_pod<'s>(
             (c, v, None)
         }
     };
-    if !insecure_image_allowed(global) {
-        // Images reach the store verified, or with --insecure-options=image
-        // at fetch time; names given here were resolved through the store.
-        tracing::debug!("images come from the store, verified when fetched");
-    }
     let mut names = std::collections::HashSet::new();
     for c in &chosen {
         if !names.insert(c.runtime.name.as_str().to_string()) {
@@ -1071,9 +1060,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Outcome> {
 }
 
 pub fn prepare(global: &GlobalArgs, args: &PrepareArgs) -> anyhow::Result<Outcome> {
-    if args.run.pod.interactive {
-        tracing::debug!("--interactive is recorded in the plan for run-prepared");
-    }
     let store = super::fetch::open_store(global)?;
     let pods = open_pods(global)?;
     let Prepared { mut pod, leases } = prepare_pod(global, &store, &pods, &args.run)?;
@@ -1098,9 +1084,9 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> anyhow::Resu
     // The trees may have been collected since `prepare` (nothing held them):
     // lease them again, re-rendering from the images if needed.
     let mut leases = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for app in &plan.apps {
-        if seen.insert(app.tree_key.clone(), ()).is_some() {
+        if !seen.insert(app.tree_key.as_str()) {
             continue;
         }
         let id: ImageId = app
