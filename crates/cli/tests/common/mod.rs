@@ -11,6 +11,9 @@ pub mod server;
 #[path = "../../../store/tests/common/mod.rs"]
 pub mod aci;
 
+/// OCI layouts, tree descriptions and the loopback docker-registry.
+pub mod oci;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
