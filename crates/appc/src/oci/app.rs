@@ -15,14 +15,26 @@
 //!
 //! The manifest is built as JSON and parsed by the strict parser, so it is
 //! valid by construction or the error says which field broke.
+//!
+//! ## The image ID a pod manifest gives an OCI image
+//! A pod manifest names each app's image by an appc image ID, and appc
+//! (types.md, and every reader of it: `actool`, the ACE) accepts only
+//! `sha512-`. An OCI image has no ACI whose bytes that could hash, so berth
+//! uses the SHA-512 of the image's *manifest* bytes ([`appc_image_id`]):
+//! the same bytes whose SHA-256 is the image's digest, which pin its config
+//! and every layer. Anyone can check it with `sha512sum` on the manifest
+//! blob, it changes exactly when the digest does, and the pod manifest
+//! also carries the digest itself (annotation `berth/oci-manifest-digest`).
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha512};
 
 use super::spec::ImageConfig;
 use crate::error::ManifestError;
 use crate::manifest::ImageManifest;
+use crate::types::ImageId;
 use crate::APPC_SPEC_VERSION;
 
 /// The annotation carrying the image's `StopSignal`.
@@ -31,6 +43,12 @@ pub const STOP_SIGNAL_ANNOTATION: &str = "berth/oci-stop-signal";
 pub const MANIFEST_DIGEST_ANNOTATION: &str = "berth/oci-manifest-digest";
 /// The annotation carrying the reference the image was fetched by.
 pub const REFERENCE_ANNOTATION: &str = "berth/oci-reference";
+
+/// The appc image ID of an OCI image: `sha512-` and the SHA-512 of its
+/// manifest's bytes as stored (see the module doc).
+pub fn appc_image_id(manifest_bytes: &[u8]) -> ImageId {
+    ImageId::from_sha512(&Sha512::digest(manifest_bytes))
+}
 
 /// What the manifest is made from, besides the config.
 #[derive(Debug, Clone, Default)]
@@ -247,6 +265,18 @@ mod tests {
         assert_eq!(to_ac_identifier("a__b", "-._~/").unwrap(), "a_b");
         assert_eq!(to_ac_identifier("/data/x", "-").unwrap(), "data-x");
         assert_eq!(to_ac_identifier("--", "-"), None);
+    }
+
+    #[test]
+    fn image_id_is_sha512_of_the_manifest() {
+        let id = appc_image_id(b"{}");
+        // sha512 of the two bytes `{}`, as `printf '{}' | sha512sum` says.
+        assert_eq!(
+            id.as_str(),
+            "sha512-27c74670adb75075fad058d5ceaf7b20c4e7786c83bae8a32f626f9782af34c9\
+             a33c2046ef60fd2a7878d378e29fec851806bbd9a67878f3a9f1cda4830763fd"
+        );
+        assert_ne!(appc_image_id(b"{} "), id);
     }
 
     #[test]
