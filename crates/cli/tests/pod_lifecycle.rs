@@ -101,6 +101,7 @@ fn app_plan(name: &str, tree: &Path) -> AppPlan {
         name: name.into(),
         image_name: format!("example.com/{name}"),
         image_id: format!("sha512-{}", "ab".repeat(64)),
+        oci_image: None,
         tree: tree.to_path_buf(),
         tree_key: format!("deps-sha512-{}", "cd".repeat(32)),
         exec: vec!["/bin/sh".into()],

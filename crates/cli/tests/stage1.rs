@@ -254,6 +254,7 @@ fn app(name: &str, tree: &Path, exec: &[&str]) -> AppPlan {
         name: name.into(),
         image_name: "example.com/test".into(),
         image_id: "sha512-0000".into(),
+        oci_image: None,
         tree: tree.to_path_buf(),
         tree_key: "deps-sha512-0000".into(),
         exec: exec.iter().map(|s| s.to_string()).collect(),

@@ -101,6 +101,11 @@ pub struct AppPlan {
     /// The image's name and ID, for `list` and messages.
     pub image_name: String,
     pub image_id: String,
+    /// For a Docker/OCI image, its manifest digest (`sha256:<hex>`), by
+    /// which the store finds it again (`image_id` is then the appc ID the
+    /// pod manifest gives it). Absent for an ACI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_image: Option<String>,
     /// The rendered tree's rootfs in the store: the read-only lower layer
     /// of the app's overlay (or the source of the copy without overlay).
     pub tree: PathBuf,

@@ -30,14 +30,8 @@ pub struct FetchArgs {
     /// Print whole image IDs (otherwise `sha512-` and 32 hex digits).
     #[arg(long)]
     pub full: bool,
-    /// For Docker/OCI images with several platforms (an index): which one
-    /// to fetch, as OS/ARCH[/VARIANT] (e.g. linux/arm64); the host's by default.
-    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
-    pub platform: Option<berth_appc::oci::spec::Platform>,
-    /// A Docker config.json with registry credentials (`auths`); by
-    /// default $DOCKER_CONFIG/config.json, then ~/.docker/config.json.
-    #[arg(long, value_name = "FILE")]
-    pub registry_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub oci: OciArgs,
     /// ACI files, https:// URLs, image IDs or names with labels
     /// (`example.com/app:1.0,arch=amd64`), or Docker/OCI images:
     /// docker://[REGISTRY/]REPO[:TAG|@DIGEST], oci:DIR[:TAG],
@@ -46,22 +40,47 @@ pub struct FetchArgs {
     pub images: Vec<String>,
 }
 
+/// Flags for Docker/OCI images, shared by `fetch`, `run` and `prepare`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OciArgs {
+    /// For Docker/OCI images with several platforms (an index): which one
+    /// to fetch, as OS/ARCH[/VARIANT] (e.g. linux/arm64); the host's by default.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<berth_appc::oci::spec::Platform>,
+    /// A Docker config.json with registry credentials (`auths`); by
+    /// default $DOCKER_CONFIG/config.json, then ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+}
+
+impl OciArgs {
+    /// How to fetch Docker/OCI images under these flags.
+    pub fn options(&self, policy: PullPolicy) -> berth_fetch::oci::OciFetchOptions {
+        berth_fetch::oci::OciFetchOptions {
+            policy,
+            platform: self.platform.clone(),
+            registry_config: self.registry_config(),
+            ..Default::default()
+        }
+    }
+
+    /// The Docker config.json to read registry credentials from.
+    fn registry_config(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.registry_config {
+            return Some(p.clone());
+        }
+        if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+            return Some(PathBuf::from(d).join("config.json"));
+        }
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".docker/config.json"))
+    }
+}
+
 fn parse_platform(s: &str) -> Result<berth_appc::oci::spec::Platform, String> {
     berth_appc::oci::spec::Platform::parse(s)
         .ok_or_else(|| format!("{s:?} is not OS/ARCH[/VARIANT] (e.g. linux/amd64, linux/arm/v7)"))
-}
-
-/// The Docker config.json to read registry credentials from.
-fn registry_config(args: &FetchArgs) -> Option<PathBuf> {
-    if let Some(p) = &args.registry_config {
-        return Some(p.clone());
-    }
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("config.json"));
-    }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
 /// Hex digits of an image ID that `fetch` prints without `--full` (rkt's).
@@ -183,12 +202,7 @@ pub fn is_oci_arg(image: &str) -> anyhow::Result<Option<berth_appc::ImageArg>> {
 
 pub fn run(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Outcome> {
     let store = open_store(global)?;
-    let oci_options = berth_fetch::oci::OciFetchOptions {
-        policy: args.pull_policy,
-        platform: args.platform.clone(),
-        registry_config: registry_config(args),
-        ..Default::default()
-    };
+    let oci_options = args.oci.options(args.pull_policy);
     let insecure_image = global.insecure_options.allows(Insecure::Image);
     with_image_fetcher(global, &store, args.pull_policy, oci_options, |f| {
         let mut warned = insecure_image;

@@ -12,6 +12,20 @@
 //!    place*, handing over the pod lock and the tree leases as open fds, so
 //!    the PID the user (or systemd) started is the pod's supervisor;
 //!    `prepare`: move it to `prepared/` and print its UUID.
+//!
+//! ## Docker/OCI images
+//! A `docker://`, `oci:`, `oci-archive:` or `docker-archive:` image runs as
+//! an app made of its config (`berth_appc::oci::app`): Entrypoint + Cmd,
+//! Env, WorkingDir, User, Volumes as mount points, StopSignal. The command
+//! line overrides it as `docker run` does: arguments after `--` replace
+//! Cmd and keep the Entrypoint; `--exec` replaces the Entrypoint and drops
+//! Cmd. A volume with no `--volume` is empty, with the mode and owner of
+//! the image's directory there (as Docker creates one). The pod manifest
+//! names the image by its appc ID (the SHA-512 of its manifest, see
+//! `berth_appc::oci::app`) and carries the digest as an annotation; the
+//! plan keeps the digest, by which `run-prepared` finds the image again.
+//! OCI images carry no signature berth checks, so running one needs
+//! `--insecure-options=image`, and the error says so.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -22,15 +36,18 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use berth_appc::manifest::{App, ImageManifest, Mount, PodManifest, RuntimeApp, RuntimeImage};
 use berth_appc::manifest::{EventHandlerName, Volume, VolumeKind};
+use berth_appc::oci::app as oci_app;
+use berth_appc::oci::spec::{ImageConfig, Platform};
 use berth_appc::types::{AcName, AcVersion, AppName, EnvVar, Environment, Exec, ImageId};
+use berth_appc::types::{Annotation, Annotations};
 use berth_fetch::PullPolicy;
 use berth_pod::plan::{AppPlan, MountPlan, NetMode, PodPlan, RestartPolicy, PLAN_VERSION};
 use berth_pod::plan::{VolumeKindPlan, VolumePlan};
 use berth_pod::{fsutil, layout, Pod, Pods};
-use berth_store::Store;
+use berth_store::{OciImage, Store, TreeLease};
 use clap::{Args, Parser};
 
-use crate::globals::GlobalArgs;
+use crate::globals::{GlobalArgs, Insecure};
 use crate::Outcome;
 
 /// The default `PATH` of ace.md, for apps whose image sets none.
@@ -44,7 +61,9 @@ const LOG_MAX_BYTES: u64 = 8 << 20;
 #[derive(Debug, Clone, Default, Args)]
 pub struct AppFlags {
     /// Run this program instead of the image's exec (app arguments after
-    /// `--` are appended).
+    /// `--` are appended). For a Docker/OCI image it replaces the
+    /// Entrypoint, and the image's Cmd is dropped, as `docker run
+    /// --entrypoint` does.
     #[arg(long, value_name = "PROGRAM")]
     pub exec: Option<String>,
     /// The app's name in the pod (default: the last part of the image name).
@@ -127,6 +146,8 @@ pub struct PodFlags {
     /// (download only what is missing) or update.
     #[arg(long, default_value = "new", value_name = "POLICY")]
     pub pull_policy: PullPolicy,
+    #[command(flatten)]
+    pub oci: super::fetch::OciArgs,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +158,13 @@ before the first image to every app. Arguments after `--` go to the app
 
   berth run --volume data,kind=empty example.com/db:1.0 --name db \\
       example.com/worker --exec /bin/work -- --queue fast ---
+
+Docker/OCI images (docker://REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE,
+docker-archive:FILE) run with --insecure-options=image (berth cannot check
+their signatures yet). Arguments after `--` replace the image's Cmd and
+--exec replaces its Entrypoint, as with `docker run`:
+
+  berth --insecure-options=image run docker://busybox -- echo hello
 
 berth run exits with the app's exit code (in a pod of several apps, the code
 of the first app that failed; 128+N for an app killed by signal N) and 254
@@ -407,27 +435,71 @@ fn parse_restart(s: &str) -> anyhow::Result<RestartPolicy> {
     })
 }
 
-const SIGNALS: [(&str, i32); 10] = [
+/// Linux's signal numbers (x86-64 and arm64 share them).
+const SIGNALS: [(&str, i32); 32] = [
     ("HUP", 1),
     ("INT", 2),
     ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("IOT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
     ("KILL", 9),
     ("USR1", 10),
+    ("SEGV", 11),
     ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
     ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
     ("CONT", 18),
     ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
     ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
 ];
 
+/// The real-time signals' range (glibc keeps 32 and 33 for itself).
+const SIGRTMIN: i32 = 34;
+const SIGRTMAX: i32 = 64;
+
+/// A signal by number, name (`TERM`, `SIGTERM`, any case) or real-time
+/// offset (`SIGRTMIN+3`, as systemd images ask, `RTMAX-1`).
 pub(crate) fn parse_signal(s: &str) -> anyhow::Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
     }
-    let up = s.to_ascii_uppercase();
+    let up = s.trim().to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let rt = |base: i32, rest: &str| -> Option<i32> {
+        let n = match rest.as_bytes().first() {
+            None => base,
+            Some(b'+') => base + rest[1..].parse::<i32>().ok()?,
+            Some(b'-') => base - rest[1..].parse::<i32>().ok()?,
+            _ => return None,
+        };
+        (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(n)
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return rt(SIGRTMIN, rest).ok_or_else(|| anyhow!("unknown signal {s:?}"));
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return rt(SIGRTMAX, rest).ok_or_else(|| anyhow!("unknown signal {s:?}"));
+    }
     SIGNALS
         .iter()
         .find(|(n, _)| *n == name)
@@ -492,10 +564,148 @@ fn default_app_name(image_name: &str) -> String {
     }
 }
 
+/// Where an app's image is in the store.
+#[derive(Debug, Clone)]
+enum Source {
+    Aci(ImageId),
+    /// A Docker/OCI image; `appc_id` is the ID the pod manifest gives it.
+    Oci {
+        image: Box<OciImage>,
+        appc_id: ImageId,
+    },
+}
+
+impl Source {
+    fn appc_id(&self) -> &ImageId {
+        match self {
+            Source::Aci(id) => id,
+            Source::Oci { appc_id, .. } => appc_id,
+        }
+    }
+}
+
+/// A Docker/OCI image of the store as an app's source.
+fn oci_source(store: &Store, image: OciImage) -> anyhow::Result<Source> {
+    let bytes = store
+        .read_blob(&image.manifest.digest)
+        .with_context(|| format!("reading the manifest of {}", image.id))?;
+    Ok(Source::Oci {
+        appc_id: oci_app::appc_image_id(&bytes),
+        image: Box::new(image),
+    })
+}
+
+/// The Docker/OCI image whose appc ID is `id`, if the store has one (a pod
+/// manifest names OCI images so).
+fn oci_by_appc_id(store: &Store, id: &ImageId) -> anyhow::Result<Option<Source>> {
+    for img in store.oci_images().context("listing the OCI images")? {
+        let src = oci_source(store, img)?;
+        if src.appc_id() == id {
+            return Ok(Some(src));
+        }
+    }
+    Ok(None)
+}
+
+/// The appc manifest of a source's image and, for an OCI image, its config
+/// and the rootfs of its (rendered, not yet leased) tree.
+fn image_of(
+    store: &Store,
+    source: &Source,
+) -> anyhow::Result<(ImageManifest, Option<(ImageConfig, PathBuf)>)> {
+    match source {
+        Source::Aci(id) => Ok((store.manifest(id)?, None)),
+        Source::Oci { image, .. } => {
+            let config = store.oci_config(image)?;
+            let host = Platform::host();
+            if !config.architecture.is_empty() && config.architecture != host.architecture {
+                bail!(
+                    "image {} is for {}/{}, and this host is {}/{} (fetch another platform with --platform)",
+                    reference_of(image),
+                    config.os,
+                    config.architecture,
+                    host.os,
+                    host.architecture
+                );
+            }
+            let tree = store
+                .oci_render(image)
+                .with_context(|| format!("rendering {}", reference_of(image)))?;
+            let manifest = store.oci_app_manifest(image, Some(&tree))?;
+            Ok((manifest, Some((config, tree.rootfs()))))
+        }
+    }
+}
+
+/// How an OCI image is named to the user: the reference it was fetched as.
+fn reference_of(image: &OciImage) -> String {
+    image
+        .references
+        .first()
+        .cloned()
+        .unwrap_or_else(|| image.id.to_string())
+}
+
+/// `docker run`'s rules: `--exec` replaces the Entrypoint and drops Cmd;
+/// arguments replace Cmd.
+fn docker_argv(config: &ImageConfig, exec: Option<&str>, args: &[String]) -> Vec<String> {
+    let rc = config.config.clone().unwrap_or_default();
+    let entrypoint = rc.entrypoint.unwrap_or_default();
+    match exec {
+        Some(e) => std::iter::once(e.to_string())
+            .chain(args.iter().cloned())
+            .collect(),
+        None if !args.is_empty() => entrypoint.into_iter().chain(args.iter().cloned()).collect(),
+        None => entrypoint
+            .into_iter()
+            .chain(rc.cmd.unwrap_or_default())
+            .collect(),
+    }
+}
+
+/// The annotations a pod manifest gives an app of a Docker/OCI image: its
+/// digest and the reference it was fetched as.
+fn runtime_annotations(source: &Source) -> anyhow::Result<Annotations> {
+    let Source::Oci { image, .. } = source else {
+        return Ok(Annotations::default());
+    };
+    let mut items = vec![(oci_app::MANIFEST_DIGEST_ANNOTATION, image.id.to_string())];
+    if let Some(r) = image.references.first() {
+        items.push((oci_app::REFERENCE_ANNOTATION, r.clone()));
+    }
+    let items = items
+        .into_iter()
+        .map(|(n, v)| Ok(Annotation::new(n.parse().map_err(|e| anyhow!("{e}"))?, v)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Annotations::new(items).map_err(|e| anyhow!("{e}"))
+}
+
+/// Mode, owner and group of the directory `path` inside `root`, found
+/// without following any symlink (a symlink on the way gives `None`).
+fn dir_in_tree(root: &Path, path: &str) -> Option<(u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut p = root.to_path_buf();
+    let mut meta = std::fs::symlink_metadata(&p).ok()?;
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return None;
+        }
+        p.push(c);
+        meta = std::fs::symlink_metadata(&p).ok()?;
+        if !meta.is_dir() {
+            return None;
+        }
+    }
+    Some((meta.mode() & 0o7777, meta.uid(), meta.gid()))
+}
+
 /// An app chosen for the pod, before the plan.
 struct Chosen {
     runtime: RuntimeApp,
     image: ImageManifest,
+    source: Source,
+    /// A Docker/OCI image's config and the rootfs of its tree.
+    oci: Option<(ImageConfig, PathBuf)>,
     flags: AppFlags,
     args: Vec<String>,
 }
@@ -510,34 +720,36 @@ struct Prepared<'s> {
 fn fetch_all(
     global: &GlobalArgs,
     store: &Store,
-    policy: PullPolicy,
+    pod: &PodFlags,
     images: &[String],
-) -> anyhow::Result<Vec<ImageId>> {
-    // Running Docker/OCI images needs their config mapped onto the pod
-    // plan (entrypoint, user, volumes, stop signal): not built yet.
+) -> anyhow::Result<Vec<Source>> {
+    let insecure_image = global.insecure_options.allows(Insecure::Image);
+    let mut oci_args = Vec::new();
     for i in images {
-        if super::fetch::is_oci_arg(i)?.is_some() {
-            bail!(
-                "{i}: running Docker/OCI images is not supported yet \
-                 (berth fetch and berth image render handle them)"
-            );
+        let arg = super::fetch::is_oci_arg(i)?;
+        if arg.is_some() && !insecure_image {
+            // Before anything is downloaded: nothing would run it.
+            return Err(berth_fetch::oci::UnsignedOciImage { image: i.clone() }.into());
         }
+        oci_args.push(arg);
     }
-    let oci_options = berth_fetch::oci::OciFetchOptions {
-        policy,
-        ..Default::default()
-    };
-    super::fetch::with_image_fetcher(global, store, policy, oci_options, |f| {
+    let oci_options = pod.oci.options(pod.pull_policy);
+    super::fetch::with_image_fetcher(global, store, pod.pull_policy, oci_options, |f| {
         images
             .iter()
-            .map(|i| {
+            .zip(oci_args)
+            .map(|(i, oci)| {
+                if let Some(arg) = oci {
+                    let fetched = f.oci.fetch(&arg).with_context(|| format!("fetching {i}"))?;
+                    return oci_source(store, fetched.image);
+                }
                 let id = f
                     .aci
                     .fetch(i)
                     .map(|f| f.id)
                     .with_context(|| format!("fetching {i}"))?;
                 (f.report)(i);
-                Ok(id)
+                Ok(Source::Aci(id))
             })
             .collect()
     })
@@ -554,7 +766,7 @@ fn apps_from_args(
     }
     let specs = split_apps(&args.images)?;
     let images: Vec<String> = specs.iter().map(|s| s.image.clone()).collect();
-    let ids = fetch_all(global, store, args.pod.pull_policy, &images)?;
+    let sources = fetch_all(global, store, &args.pod, &images)?;
     let mut volumes = Vec::new();
     for v in &args.pod.volume {
         let v = parse_volume(v)?;
@@ -567,11 +779,10 @@ fn apps_from_args(
         volumes.push(v);
     }
     let mut chosen = Vec::new();
-    for (spec, id) in specs.into_iter().zip(ids) {
+    for (spec, source) in specs.into_iter().zip(sources) {
         let own = parse_app_flags(&spec)?;
         let flags = merge_flags(&args.app, own);
-        let image = store
-            .manifest(&id)
+        let (image, oci) = image_of(store, &source)
             .with_context(|| format!("reading the manifest of {}", spec.image))?;
         let name_text = flags
             .name
@@ -588,17 +799,19 @@ fn apps_from_args(
             name,
             image: RuntimeImage {
                 name: Some(image.name.clone()),
-                id: id.clone(),
+                id: source.appc_id().clone(),
                 labels: image.labels.clone(),
             },
             app: None,
             read_only_root_fs: flags.readonly_rootfs.then_some(true),
             mounts,
-            annotations: Default::default(),
+            annotations: runtime_annotations(&source)?,
         };
         chosen.push(Chosen {
             runtime,
             image,
+            source,
+            oci,
             flags,
             args: spec.args,
         });
@@ -613,10 +826,19 @@ fn apps_from_args(
             )
         })?;
         let mut app = base;
-        if let Some(e) = &c.flags.exec {
+        if let Some((config, _)) = &c.oci {
+            if c.flags.exec.is_some() || !c.args.is_empty() {
+                let argv = docker_argv(config, c.flags.exec.as_deref(), &c.args);
+                app.exec = if argv.is_empty() {
+                    None
+                } else {
+                    Some(Exec::new(argv).map_err(|e| anyhow!("--exec and arguments: {e}"))?)
+                };
+            }
+        } else if let Some(e) = &c.flags.exec {
             app.exec = Some(Exec::new(vec![e.clone()]).map_err(|e| anyhow!("--exec: {e}"))?);
         }
-        if !c.args.is_empty() {
+        if c.oci.is_none() && !c.args.is_empty() {
             let mut argv = app
                 .exec
                 .as_ref()
@@ -699,16 +921,39 @@ fn apps_from_manifest(
             path.display()
         );
     }
-    let images: Vec<String> = manifest
-        .apps
-        .iter()
-        .map(|a| a.image.id.as_str().to_string())
+    // OCI images are named by their appc ID (see the module doc): those the
+    // store has are used as they are; every other ID is an ACI's.
+    let mut sources = Vec::new();
+    let mut aci_ids = Vec::new();
+    for a in &manifest.apps {
+        let oci = oci_by_appc_id(store, &a.image.id)?;
+        if oci.is_none() {
+            aci_ids.push(a.image.id.as_str().to_string());
+        }
+        sources.push(oci);
+    }
+    if sources.iter().any(Option::is_some) && !global.insecure_options.allows(Insecure::Image) {
+        let image = sources.iter().flatten().next().map(|s| match s {
+            Source::Oci { image, .. } => reference_of(image),
+            Source::Aci(id) => id.to_string(),
+        });
+        return Err(berth_fetch::oci::UnsignedOciImage {
+            image: image.unwrap_or_default(),
+        }
+        .into());
+    }
+    let mut fetched = fetch_all(global, store, &args.pod, &aci_ids)?.into_iter();
+    let sources: Vec<Source> = sources
+        .into_iter()
+        .map(|s| s.or_else(|| fetched.next()).expect("one per ACI"))
         .collect();
-    let ids = fetch_all(global, store, args.pod.pull_policy, &images)?;
     let mut chosen = Vec::new();
-    for (ra, id) in manifest.apps.iter().zip(ids) {
-        let image = store.manifest(&id)?;
+    for (ra, source) in manifest.apps.iter().zip(sources) {
+        let (image, oci) = image_of(store, &source)?;
         let mut runtime = ra.clone();
+        if runtime.annotations.is_empty() {
+            runtime.annotations = runtime_annotations(&source)?;
+        }
         if runtime.app.is_none() {
             runtime.app = image.app.clone();
         }
@@ -718,6 +963,8 @@ fn apps_from_manifest(
         chosen.push(Chosen {
             runtime,
             image,
+            source,
+            oci,
             flags: args.app.clone(),
             args: Vec::new(),
         });
@@ -740,15 +987,23 @@ fn resolve_mounts(chosen: &mut [Chosen], volumes: &mut Vec<Volume>) -> anyhow::R
                 continue;
             }
             if !volumes.iter().any(|v| v.name == mp.name) {
+                // A Docker image's volume starts as its directory in the
+                // image is (mode and owner; Docker would copy the content
+                // too, berth starts it empty); appc's is 0755 root.
+                let (mode, uid, gid) = c
+                    .oci
+                    .as_ref()
+                    .and_then(|(_, rootfs)| dir_in_tree(rootfs, &mp.path))
+                    .unwrap_or((0o755, 0, 0));
                 volumes.push(Volume {
                     name: mp.name.clone(),
                     kind: VolumeKind::Empty,
                     source: None,
                     read_only: None,
                     recursive: None,
-                    mode: Some("0755".into()),
-                    uid: Some(0),
-                    gid: Some(0),
+                    mode: Some(format!("{mode:04o}")),
+                    uid: Some(uid),
+                    gid: Some(gid),
                 });
             }
             c.runtime.mounts.push(Mount {
@@ -883,9 +1138,16 @@ fn prepare_pod<'s>(
     let mut apps = Vec::new();
     for c in &chosen {
         let name = c.runtime.name.as_str().to_string();
-        let (tree, lease) = store
-            .render_leased(&c.runtime.image.id, &uuid)
-            .with_context(|| format!("rendering image {} for app {name}", c.image.name))?;
+        let rendered = match &c.source {
+            Source::Aci(id) => store
+                .render_leased(id, &uuid)
+                .map(|(t, l)| (t.rootfs(), t.key.to_string(), l)),
+            Source::Oci { image, .. } => store
+                .oci_render_leased(image, &uuid)
+                .map(|(t, l)| (t.rootfs(), t.key.to_string(), l)),
+        };
+        let (rootfs, tree_key, lease): (PathBuf, String, TreeLease<'_>) =
+            rendered.with_context(|| format!("rendering image {} for app {name}", c.image.name))?;
         let app = c.runtime.app.as_ref().expect("set above");
         let exec = app
             .exec
@@ -925,12 +1187,24 @@ fn prepare_pod<'s>(
         std::fs::create_dir_all(app_dir.path())
             .with_context(|| format!("creating {}", app_dir.path().display()))?;
         std::fs::write(app_dir.manifest(), c.image.to_json())?;
+        let stop_signal = match (&c.flags.stop_signal, stop_annotation(&c.image)) {
+            (Some(s), _) => parse_signal(s)?,
+            (None, Some(s)) => parse_signal(s).with_context(|| {
+                format!("app {name}: the image's StopSignal {s:?} (override it with --stop-signal)")
+            })?,
+            (None, None) => 15,
+        };
+        let (image_name, oci_image) = match &c.source {
+            Source::Aci(_) => (c.image.name.as_str().to_string(), None),
+            Source::Oci { image, .. } => (reference_of(image), Some(image.id.to_string())),
+        };
         apps.push(AppPlan {
             name: name.clone(),
-            image_name: c.image.name.as_str().to_string(),
+            image_name,
             image_id: c.runtime.image.id.as_str().to_string(),
-            tree: tree.rootfs(),
-            tree_key: tree.key.as_str().to_string(),
+            oci_image,
+            tree: rootfs,
+            tree_key,
             exec,
             user: app.user.clone(),
             group: app.group.clone(),
@@ -949,10 +1223,7 @@ fn prepare_pod<'s>(
             },
             readonly_rootfs: c.runtime.read_only_root_fs.unwrap_or(false)
                 || c.flags.readonly_rootfs,
-            stop_signal: match &c.flags.stop_signal {
-                Some(s) => parse_signal(s)?,
-                None => 15,
-            },
+            stop_signal,
         });
         // (render_leased records the image's last use.)
         leases.push(lease);
@@ -1004,6 +1275,14 @@ fn prepare_pod<'s>(
             .with_context(|| format!("writing --uuid-file-save {}", f.display()))?;
     }
     Ok(Prepared { pod, leases })
+}
+
+/// The stop signal an image asks for (a Docker image's StopSignal).
+fn stop_annotation(image: &ImageManifest) -> Option<&str> {
+    image
+        .annotations
+        .get(oci_app::STOP_SIGNAL_ANNOTATION)
+        .filter(|s| !s.is_empty())
 }
 
 fn open_pods(global: &GlobalArgs) -> anyhow::Result<Pods> {
@@ -1089,17 +1368,33 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> anyhow::Resu
         if !seen.insert(app.tree_key.as_str()) {
             continue;
         }
-        let id: ImageId = app
-            .image_id
-            .parse()
-            .map_err(|e| anyhow!("pod plan: image ID {:?}: {e}", app.image_id))?;
-        let (tree, lease) = store.render_leased(&id, &pod.uuid).with_context(|| {
+        let gone = || {
             format!(
                 "app {}: image {} is no longer in the store (fetch it again, or prepare a new pod)",
                 app.name, app.image_name
             )
-        })?;
-        if tree.rootfs() != app.tree {
+        };
+        let (rootfs, lease) = match &app.oci_image {
+            Some(digest) => {
+                let d: berth_store::Digest = digest
+                    .parse()
+                    .map_err(|e| anyhow!("pod plan: OCI image {digest:?}: {e}"))?;
+                let image = store.oci_get(&d)?.ok_or_else(|| anyhow!(gone()))?;
+                let (tree, lease) = store
+                    .oci_render_leased(&image, &pod.uuid)
+                    .with_context(gone)?;
+                (tree.rootfs(), lease)
+            }
+            None => {
+                let id: ImageId = app
+                    .image_id
+                    .parse()
+                    .map_err(|e| anyhow!("pod plan: image ID {:?}: {e}", app.image_id))?;
+                let (tree, lease) = store.render_leased(&id, &pod.uuid).with_context(gone)?;
+                (tree.rootfs(), lease)
+            }
+        };
+        if rootfs != app.tree {
             bail!(
                 "app {}: the image's tree moved since the pod was prepared; prepare a new pod",
                 app.name
@@ -1186,6 +1481,39 @@ mod tests {
         assert_eq!(parse_signal("quit").unwrap(), 3);
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert!(parse_signal("SIGNOPE").is_err());
+        assert_eq!(parse_signal("SIGRTMIN+3").unwrap(), 37);
+        assert_eq!(parse_signal("rtmax-1").unwrap(), 63);
+        assert_eq!(parse_signal("SIGPWR").unwrap(), 30);
+        assert!(parse_signal("SIGRTMAX+1").is_err());
+        assert!(parse_signal("SIGRTMIN+x").is_err());
+    }
+
+    #[test]
+    fn docker_rules_for_exec_and_arguments() {
+        let c: ImageConfig = serde_json::from_str(
+            r#"{"config":{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo image"]}}"#,
+        )
+        .unwrap();
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            docker_argv(&c, None, &[]),
+            v(&["/bin/sh", "-c", "echo image"])
+        );
+        assert_eq!(
+            docker_argv(&c, None, &v(&["echo args"])),
+            v(&["/bin/sh", "-c", "echo args"])
+        );
+        assert_eq!(
+            docker_argv(&c, Some("/bin/echo"), &v(&["a", "b"])),
+            v(&["/bin/echo", "a", "b"])
+        );
+        assert_eq!(docker_argv(&c, Some("/bin/true"), &[]), v(&["/bin/true"]));
+        let cmd_only: ImageConfig =
+            serde_json::from_str(r#"{"config":{"Cmd":["/bin/app"]}}"#).unwrap();
+        assert_eq!(
+            docker_argv(&cmd_only, None, &v(&["/bin/other", "x"])),
+            v(&["/bin/other", "x"])
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum E<'a> {
     Owned(&'a str, &'a [u8], u32, u64, u64),
     Sym(&'a str, &'a str),
     Hard(&'a str, &'a str),
+    /// A directory with mode, owner and group.
+    DirOwned(&'a str, u32, u64, u64),
 }
 
 pub fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
@@ -35,7 +37,11 @@ pub fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
         h.set_uid(0);
         h.set_gid(0);
         match e {
-            E::Dir(p, mode) => {
+            E::Dir(p, mode) | E::DirOwned(p, mode, _, _) => {
+                if let E::DirOwned(_, _, uid, gid) = e {
+                    h.set_uid(*uid);
+                    h.set_gid(*gid);
+                }
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(*mode);
                 h.set_size(0);
