@@ -60,7 +60,7 @@ fn app_layers() -> Vec<Vec<u8>> {
 fn app_config() -> Value {
     json!({
         "Entrypoint": ["/bin/sh", "-c"],
-        "Cmd": ["echo \"$GREETING from $(pwd) as $(id -u):$(id -g)\"; stat -c 'data %a %u:%g' /data; exit 7"],
+        "Cmd": ["echo \"$GREETING from $(pwd) as $(id -u):$(id -g) home $HOME\"; stat -c 'data %a %u:%g' /data; exit 7"],
         "Env": ["GREETING=hello", "PATH=/bin"],
         "WorkingDir": "/srv",
         "User": "web",
@@ -159,7 +159,7 @@ fn a_registry_image_runs_as_its_config_says() {
     );
     assert_eq!(code(&out), 7, "{}{}", stdout(&out), stderr(&out));
     let o = stdout(&out);
-    assert!(o.contains("hello from /srv as 33:44\n"), "{o}");
+    assert!(o.contains("hello from /srv as 33:44 home /srv\n"), "{o}");
     assert!(o.contains("data 770 33:44\n"), "{o}");
 
     let uuid = fs::read_to_string(&uuid_file).unwrap().trim().to_string();
@@ -255,11 +255,11 @@ fn arguments_and_exec_override_like_docker_run() {
             "--set-env",
             "GREETING=bonjour",
             "--",
-            "echo $GREETING $(id -u) $(pwd)",
+            "echo $GREETING $(id -u) $(pwd) $HOME",
         ],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(stdout(&out), "bonjour 0 /srv\n");
+    assert_eq!(stdout(&out), "bonjour 0 /srv /root\n");
 
     let out = berth_run(
         &env,

@@ -699,6 +699,26 @@ fn dir_in_tree(root: &Path, path: &str) -> Option<(u32, u32, u32)> {
     Some((meta.mode() & 0o7777, meta.uid(), meta.gid()))
 }
 
+/// A Docker app's `HOME`: the user's home directory in the image's
+/// `/etc/passwd` (read without following symlinks), else `/`, as Docker
+/// sets it.
+fn home_in_tree(root: &Path, user: &str) -> String {
+    let passwd = ["etc", "etc/passwd"]
+        .iter()
+        .all(|p| std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| !m.file_type().is_symlink()))
+        .then(|| std::fs::read_to_string(root.join("etc/passwd")).ok())
+        .flatten()
+        .unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && (f[0] == user || f[2] == user) && f[5].starts_with('/'))
+                .then(|| f[5].to_string())
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
 /// An app chosen for the pod, before the plan.
 struct Chosen {
     runtime: RuntimeApp,
@@ -1058,8 +1078,15 @@ fn volume_plan(v: &Volume) -> VolumePlan {
 
 /// The environment stage1 gives an app: berth's own (with --inherit-env)
 /// under the app's (image, --set-env-file, --set-env), then the
-/// executor's variables of ace.md (AC_APP_NAME, container, PATH when unset).
-fn app_env(app: &App, name: &str, inherit: bool, interactive: bool) -> Vec<(String, String)> {
+/// executor's variables of ace.md (AC_APP_NAME, container, PATH when unset)
+/// and, for a Docker image, `HOME` when unset (`home`), as Docker sets it.
+fn app_env(
+    app: &App,
+    name: &str,
+    inherit: bool,
+    interactive: bool,
+    home: Option<String>,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     if inherit {
         for (k, v) in std::env::vars() {
@@ -1078,6 +1105,9 @@ fn app_env(app: &App, name: &str, inherit: bool, interactive: bool) -> Vec<(Stri
     }
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if let Some(h) = home.filter(|_| !env.iter().any(|(k, _)| k == "HOME")) {
+        env.push(("HOME".into(), h));
     }
     env_set(&mut env, "AC_APP_NAME", name);
     // ace.md: `container` names the executor, a concise sign for the app
@@ -1213,7 +1243,15 @@ fn prepare_pod<'s>(
                 .working_directory
                 .clone()
                 .unwrap_or_else(|| "/".to_string()),
-            env: app_env(app, &name, args.pod.inherit_env, args.pod.interactive),
+            env: app_env(
+                app,
+                &name,
+                args.pod.inherit_env,
+                args.pod.interactive,
+                c.oci
+                    .as_ref()
+                    .map(|(_, rootfs)| home_in_tree(rootfs, &app.user)),
+            ),
             pre_start: handler(EventHandlerName::PreStart),
             post_stop: handler(EventHandlerName::PostStop),
             mounts,
