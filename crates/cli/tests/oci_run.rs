@@ -60,7 +60,7 @@ fn app_layers() -> Vec<Vec<u8>> {
 fn app_config() -> Value {
     json!({
         "Entrypoint": ["/bin/sh", "-c"],
-        "Cmd": ["echo \"$GREETING from $(pwd) as $(id -u):$(id -g) home $HOME\"; stat -c 'data %a %u:%g' /data; exit 7"],
+        "Cmd": ["echo \"$GREETING from $(pwd) as $(id -u):$(id -g) home $HOME\"; stat -c 'data %a %u:%g' /data; echo written > /srv/out; exit 7"],
         "Env": ["GREETING=hello", "PATH=/bin"],
         "WorkingDir": "/srv",
         "User": "web",
@@ -193,6 +193,24 @@ fn a_registry_image_runs_as_its_config_says() {
         "actool rejects the pod manifest: {}{}",
         stdout(&valid),
         stderr(&valid)
+    );
+
+    // The exited app, with what it wrote, exports as a valid ACI.
+    let aci = env.work().join("exported.aci");
+    let out = run(env.berth().args(["export", &uuid]).arg(&aci));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let valid = run(Command::new(tool("actool")).arg("validate").arg(&aci));
+    assert!(
+        valid.status.success(),
+        "{}{}",
+        stdout(&valid),
+        stderr(&valid)
+    );
+    let listing = run(Command::new(tool("tar")).arg("-tzf").arg(&aci));
+    assert!(
+        stdout(&listing).lines().any(|l| l == "rootfs/srv/out"),
+        "{}",
+        stdout(&listing)
     );
 
     let list = run(env.berth().args(["list", "--no-legend"]));
