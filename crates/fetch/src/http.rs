@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -80,8 +80,15 @@ impl Default for FetchConfig {
 
 /// An HTTP(S) client for image downloads. Cheap to share by reference; one
 /// per process is enough (connections are pooled).
+///
+/// The TLS set-up is made on the first request, not in [`Fetcher::new`]:
+/// the system CA store is ~150 PEM files, and `berth run` of an image the
+/// store already has never asks the network (loading them was about a
+/// tenth of its CPU time). `--ca-file`s are still read at once, so a bad
+/// one is an error before any work.
 pub struct Fetcher {
-    agent: Agent,
+    agent: OnceLock<Agent>,
+    extra_roots: Vec<Certificate<'static>>,
     config: FetchConfig,
 }
 
@@ -144,47 +151,60 @@ struct Sent {
 }
 
 impl Fetcher {
-    /// Builds a client: loads the system CA store (when asked) and the extra
-    /// CA files.
+    /// Builds a client: reads the extra CA files now; the system CA store
+    /// (when asked) is loaded by the first request.
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
-        let mut roots: Vec<Certificate<'static>> = Vec::new();
-        if config.system_roots && !config.skip_tls_verify {
-            roots.extend(system_roots());
-        }
+        let mut extra_roots = Vec::new();
         for path in &config.extra_ca_files {
             let found = read_ca_file(path)?;
             tracing::debug!(file = %path.display(), certificates = found.len(), "extra CA file");
-            roots.extend(found);
+            extra_roots.extend(found);
         }
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::Specific(Arc::new(roots)))
-            .disable_verification(config.skip_tls_verify)
-            .build();
-        let agent_config = Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            // Redirects are followed here, hop by hop, to pick credentials
-            // and check the scheme for each host.
-            .max_redirects(0)
-            .user_agent(config.user_agent.as_str())
-            .proxy(if config.use_env_proxy {
-                Proxy::try_from_env()
-            } else {
-                None
-            })
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_recv_response(Some(config.read_timeout))
-            .timeout_per_read(Some(config.read_timeout))
-            .build();
-        let agent = Agent::with_parts(
-            agent_config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            OverrideResolver {
-                overrides: config.host_overrides.clone(),
-            },
-        );
-        Ok(Fetcher { agent, config })
+        Ok(Fetcher {
+            agent: OnceLock::new(),
+            extra_roots,
+            config,
+        })
+    }
+
+    /// The HTTP agent, set up on first use (see the type's doc).
+    fn agent(&self) -> &Agent {
+        self.agent.get_or_init(|| {
+            let config = &self.config;
+            let mut roots: Vec<Certificate<'static>> = Vec::new();
+            if config.system_roots && !config.skip_tls_verify {
+                roots.extend(system_roots());
+            }
+            roots.extend(self.extra_roots.iter().cloned());
+            let tls = TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .root_certs(RootCerts::Specific(Arc::new(roots)))
+                .disable_verification(config.skip_tls_verify)
+                .build();
+            let agent_config = Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                // Redirects are followed here, hop by hop, to pick credentials
+                // and check the scheme for each host.
+                .max_redirects(0)
+                .user_agent(config.user_agent.as_str())
+                .proxy(if config.use_env_proxy {
+                    Proxy::try_from_env()
+                } else {
+                    None
+                })
+                .timeout_connect(Some(config.connect_timeout))
+                .timeout_recv_response(Some(config.read_timeout))
+                .timeout_per_read(Some(config.read_timeout))
+                .build();
+            Agent::with_parts(
+                agent_config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                OverrideResolver {
+                    overrides: config.host_overrides.clone(),
+                },
+            )
+        })
     }
 
     /// The configuration this client was built with.
@@ -399,7 +419,7 @@ impl Fetcher {
         let mut current = url.clone();
         for _hop in 0..=self.config.max_redirects {
             self.check_scheme(&current)?;
-            let mut request = self.agent.get(current.as_str());
+            let mut request = self.agent().get(current.as_str());
             for (name, value) in headers {
                 request = request.header(name, value);
             }
