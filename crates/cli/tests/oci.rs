@@ -138,6 +138,180 @@ fn oci_layout_renders_like_umoci() {
     assert!(out.join("manifest").is_file());
 }
 
+/// A hard link in an upper layer to a file of a lower layer: both names
+/// share one inode, as umoci unpacks it, also when the same layer whites
+/// out the target after the link; a link to a lower directory, or to a
+/// target the layer whited out before the link, is refused.
+#[test]
+fn hard_link_to_a_lower_layer_renders_like_umoci() {
+    let env = Env::new();
+    let mut lay = Layout::new(&env.work().join("layout"));
+    let l1 = tar_of(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/bin/", 0o755),
+        E::File("usr/bin/tool", b"#!/bin/sh\necho tool\n", 0o755),
+        E::File("usr/bin/other", b"other\n", 0o644),
+    ]);
+    let cases = [
+        (
+            "link",
+            tar_of(&[
+                E::Dir("usr/", 0o755),
+                E::Dir("usr/bin/", 0o755),
+                E::Hard("usr/bin/l2", "usr/bin/tool"),
+            ]),
+        ),
+        (
+            "link-then-whiteout",
+            tar_of(&[
+                E::Dir("usr/", 0o755),
+                E::Dir("usr/bin/", 0o755),
+                E::Hard("usr/bin/l2", "usr/bin/other"),
+                E::File("usr/bin/.wh.other", b"", 0o644),
+            ]),
+        ),
+    ];
+    for (tag, l2) in &cases {
+        let d = lay.image(&[l1.clone(), l2.clone()], Comp::Gzip, "amd64", json!({}));
+        lay.tag(d, tag);
+        let arg = format!("oci:{}:{tag}", lay.dir.display());
+        berth_ok(&env, &["fetch", &arg]);
+        let rootfs = PathBuf::from(berth_ok(&env, &["image", "render", &arg]));
+        let reference = umoci_unpack(&lay.dir, tag, &env.work().join(format!("umoci-{tag}")));
+        assert_same_tree(&rootfs, &reference);
+        let l2 = fs::metadata(rootfs.join("usr/bin/l2")).unwrap();
+        if *tag == "link" {
+            let tool = fs::metadata(rootfs.join("usr/bin/tool")).unwrap();
+            assert_eq!((l2.dev(), l2.ino()), (tool.dev(), tool.ino()));
+            assert_eq!(tool.nlink(), 2);
+        } else {
+            assert!(!rootfs.join("usr/bin/other").exists());
+            assert_eq!(fs::read(rootfs.join("usr/bin/l2")).unwrap(), b"other\n");
+            assert_eq!(l2.nlink(), 1);
+        }
+    }
+    let refused = [
+        ("to-dir", tar_of(&[E::Hard("l2", "usr/bin")]), "a directory"),
+        (
+            "whiteout-then-link",
+            tar_of(&[
+                E::Dir("usr/", 0o755),
+                E::Dir("usr/bin/", 0o755),
+                E::File("usr/bin/.wh.tool", b"", 0o644),
+                E::Hard("usr/bin/l2", "usr/bin/tool"),
+            ]),
+            "whiteout",
+        ),
+        (
+            "missing",
+            tar_of(&[E::Hard("l2", "usr/bin/nope")]),
+            "neither this layer nor the layers below",
+        ),
+    ];
+    for (tag, l2, want) in &refused {
+        let d = lay.image(&[l1.clone(), l2.clone()], Comp::Gzip, "amd64", json!({}));
+        lay.tag(d.clone(), tag);
+        let arg = format!("oci:{}:{tag}", lay.dir.display());
+        berth_ok(&env, &["fetch", &arg]);
+        let err = berth_fails(&env, &["image", "render", &arg]);
+        assert!(err.contains(want), "{tag}: {err}");
+    }
+}
+
+/// The trees under the store's tree/ directory.
+fn trees(env: &Env) -> Vec<String> {
+    let mut t: Vec<String> = fs::read_dir(env.store().join("tree"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// A config whose rootfs.diff_ids do not match the layers (a wrong digest,
+/// or a wrong count) fails the render, naming the layer and both digests,
+/// and leaves no tree; a config without a rootfs section renders.
+#[test]
+fn wrong_diff_ids_fail_the_render() {
+    let env = Env::new();
+    let mut lay = Layout::new(&env.work().join("layout"));
+    let layers = main_layers();
+    let good = lay.image(&layers, Comp::Gzip, "amd64", main_config());
+    let m: Value = serde_json::from_slice(&lay.read(good["digest"].as_str().unwrap())).unwrap();
+    let second = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    let right = sha(&layers[1]);
+    let wrong = sha(b"not the layer");
+    let bad = lay.edit_config(&good, |c| c["rootfs"]["diff_ids"][1] = json!(wrong));
+    lay.tag(bad, "bad");
+    let short = lay.edit_config(&good, |c| {
+        c["rootfs"]["diff_ids"].as_array_mut().unwrap().pop();
+    });
+    lay.tag(short, "short");
+    let none = lay.edit_config(&good, |c| {
+        c.as_object_mut().unwrap().remove("rootfs");
+    });
+    lay.tag(none, "none");
+
+    // Uncompressed layers: the diff_id is the blob digest.
+    let plain = lay.image(&layers, Comp::None, "amd64", main_config());
+    let plain_bad = lay.edit_config(&plain, |c| c["rootfs"]["diff_ids"][2] = json!(wrong));
+    lay.tag(plain_bad, "plain-bad");
+
+    let before = trees(&env);
+    let arg = format!("oci:{}:plain-bad", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    let err = berth_fails(&env, &["image", "render", &arg]);
+    let third = sha(&layers[2]);
+    assert!(err.contains(&third) && err.contains(&wrong), "{err}");
+    assert_eq!(trees(&env), before, "no tree is left behind");
+
+    let arg = format!("oci:{}:bad", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    let err = berth_fails(&env, &["image", "render", &arg]);
+    assert!(
+        err.contains(&second) && err.contains(&wrong) && err.contains(&right),
+        "{err}"
+    );
+    assert_eq!(trees(&env), before, "no tree is left behind");
+
+    let arg = format!("oci:{}:short", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    let err = berth_fails(&env, &["image", "render", &arg]);
+    assert!(
+        err.contains("diff_ids lists 2 layer(s) but the manifest has 3"),
+        "{err}"
+    );
+    assert_eq!(trees(&env), before, "no tree is left behind");
+
+    let arg = format!("oci:{}:none", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    let rootfs = PathBuf::from(berth_ok(&env, &["image", "render", &arg]));
+    assert_eq!(trees(&env).len(), before.len() + 1);
+    lay.tag(good, "good");
+    assert_same_tree(
+        &rootfs,
+        &umoci_unpack(&lay.dir, "good", &env.work().join("umoci")),
+    );
+    let arg = format!("oci:{}:good", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    assert_eq!(
+        berth_ok(&env, &["image", "render", &arg]),
+        rootfs.display().to_string(),
+        "the same layers share the tree"
+    );
+
+    // The tree of these layers exists now: the bad config is still
+    // checked against what the layers hashed to.
+    let arg = format!("oci:{}:bad", lay.dir.display());
+    let err = berth_fails(&env, &["image", "render", &arg]);
+    assert!(
+        err.contains(&second) && err.contains(&wrong) && err.contains(&right),
+        "{err}"
+    );
+}
+
 /// zstd and uncompressed layers render as the gzip ones do.
 #[test]
 fn zstd_and_plain_layers_render_like_gzip() {

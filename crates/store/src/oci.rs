@@ -28,15 +28,39 @@
 //! SHA-256 of the layer digests in order), so images that differ only in
 //! their config (a re-tag with new labels) share it. It holds `rootfs/`
 //! (no `manifest`: the appc manifest depends on the config, see
-//! [`Store::oci_app_manifest`]), `hash`, `layers` and `durable`, and is
-//! leased, settled after a reboot and gc'ed like an ACI tree.
+//! [`Store::oci_app_manifest`]), `hash`, `layers`, `diff_ids` and
+//! `durable`, and is leased, settled after a reboot and gc'ed like an ACI
+//! tree.
 //!
 //! Layers are applied bottom up with image-spec semantics: each layer is
-//! extracted (by `berth_appc::aci::extract_layer`, the ACI extractor's
+//! extracted (by `berth_appc::aci::extract_layer_with`, the ACI extractor's
 //! hostile-path rules and fd-relative, never-follow resolution) into a
 //! staging directory; its whiteouts then delete the named entries of the
 //! tree below and its opaque markers empty their directories there; then it
 //! is moved over the tree (`merge`, shared with ACI dependencies).
+//!
+//! A hard link in a layer may name a file of the layers below (image-spec
+//! layer.md: links name paths of the layer's *resulting* filesystem): the
+//! extractor is given the tree rendered so far and links the staged name to
+//! that file's inode, resolving the target there without following any
+//! symlink, and refusing directories and targets found nowhere
+//! (CVE-2014-6407). Staging and tree are both under `tmp/`, one filesystem.
+//! The whiteouts applied afterwards remove names, not inodes, so a link
+//! survives a later whiteout of its target, as with umoci; a link that
+//! comes after a whiteout of its target in the same layer is refused, as
+//! umoci does (it applies a layer in archive order).
+//!
+//! Every layer's uncompressed stream is hashed while it is extracted (to
+//! its end, past the tar's end-of-archive blocks) and must equal the
+//! config's `rootfs.diff_ids` entry for it; the compressed blob is re-hashed
+//! against its digest in the same pass (an uncompressed layer's diff_id is
+//! that digest, so it is hashed once). A config whose diff_ids do not
+//! match the layers in number, or a layer whose diff_id differs, fails the
+//! render and leaves nothing in `tree/`. The diff_ids the layers hashed to
+//! are kept in the tree's `diff_ids`, so that an image reusing the tree (same
+//! layers, another config) is checked too. A config without a `rootfs`
+//! section renders unchecked (debug-logged): skopeo copies such images
+//! (umoci refuses to unpack them), and the layer digests are checked anyway.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -45,7 +69,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use berth_appc::aci::{self, DevicePolicy, ExtractOptions, LayerPath};
+use berth_appc::aci::{self, DevicePolicy, ExtractOptions, LayerOptions, LayerPath};
 use berth_appc::oci::app::{self, AppSource};
 use berth_appc::oci::spec::{self, ImageConfig};
 use berth_appc::ImageManifest;
@@ -713,6 +737,7 @@ impl Store {
     ) -> Result<(OciTree, TreeLease<'_>), StoreError> {
         let layers: Vec<Digest> = img.layers.iter().map(|l| l.digest.clone()).collect();
         let key = oci_tree_key(&layers);
+        let diff_ids = self.oci_diff_ids(img)?;
         // Shared: the image cannot be removed until the tree is leased.
         let _image_lock = self.image_lock(&img.id, LockMode::Shared, true)?;
         if self.index.oci_image(&img.id.to_string())?.is_none() {
@@ -726,7 +751,12 @@ impl Store {
         if !dir.exists() || row.is_none() || !tree::settled(&dir) {
             let p = self.root.join("locks/render").join(key.as_str());
             let _render = lock::lock_wait(&p, LockMode::Exclusive).map_err(io_err("lock", &p))?;
-            self.ensure_oci_tree(&key, img, &dir)?;
+            self.ensure_oci_tree(&key, img, &dir, diff_ids.as_deref())?;
+        }
+        if let Some(expected) = &diff_ids {
+            // The tree is shared by every image of these layers: this
+            // image's config must agree with what the layers hashed to.
+            check_recorded_diff_ids(&dir, img, expected)?;
         }
         self.index
             .touch_oci(&img.id.to_string(), index::to_millis(SystemTime::now()))?;
@@ -775,7 +805,13 @@ impl Store {
         self.oci_render_leased(img, "render").map(|(t, _)| t)
     }
 
-    fn ensure_oci_tree(&self, key: &TreeKey, img: &OciImage, dir: &Path) -> Result<(), StoreError> {
+    fn ensure_oci_tree(
+        &self,
+        key: &TreeKey,
+        img: &OciImage,
+        dir: &Path,
+        diff_ids: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         let row = self.index.tree(key.as_str())?;
         if dir.exists() {
             let recorded = match &row {
@@ -805,7 +841,7 @@ impl Store {
             }
         }
         let work = self.tmp.fresh("tree-");
-        let result = self.render_oci_into(&work, img).and_then(|digest| {
+        let result = self.render_oci_into(&work, img, diff_ids).and_then(|digest| {
             match fs::rename(&work, dir) {
                 Ok(()) => {}
                 Err(e) if dir.exists() => {
@@ -840,11 +876,17 @@ impl Store {
     }
 
     /// Extract one layer blob into `into`, re-checking its digest on the
-    /// way (a blob's name is trusted only as far as it still hashes to it).
+    /// way (a blob's name is trusted only as far as it still hashes to it),
+    /// and hashing its uncompressed stream (the report's `diff_id`), which
+    /// must equal `diff_id` (the config's, when it has one). `lower`: the
+    /// tree of the layers below, for hard links to their files (`None` for
+    /// the bottom layer).
     fn extract_oci_layer(
         &self,
         layer: &OciBlob,
         into: &Path,
+        lower: Option<BorrowedFd<'_>>,
+        diff_id: Option<&str>,
     ) -> Result<aci::LayerReport, StoreError> {
         if spec::is_foreign_layer(&layer.media_type) {
             return Err(StoreError::OciDocument {
@@ -859,6 +901,13 @@ impl Store {
             },
             _ => io_err("open", &p)(e),
         })?;
+        // An uncompressed layer's diff_id is its blob's digest (the
+        // extractor passes the blob's bytes through as they are, to the
+        // last): checked below anyway, so not hashed a second time. The
+        // extractor sniffs the same first bytes.
+        let mut head = [0u8; aci::MAGIC_LEN];
+        let n = read_head(&f, &mut head).map_err(io_err("read", &p))?;
+        let plain = aci::detect_compression(&head[..n]) == aci::Compression::None;
         let mut r = Sha256Reader {
             inner: io::BufReader::with_capacity(256 * 1024, f),
             h: Sha256::new(),
@@ -873,7 +922,11 @@ impl Store {
             },
             preserve_owners: true,
         };
-        let report = match aci::extract_layer(&mut r, into, &opts) {
+        let with = LayerOptions {
+            lower,
+            diff_id: !plain,
+        };
+        let mut report = match aci::extract_layer_with(&mut r, into, &opts, &with) {
             Ok(report) => report,
             Err(source) => {
                 // A blob damaged in the store shows as a broken stream:
@@ -901,28 +954,78 @@ impl Store {
                 actual,
             });
         }
+        if plain {
+            report.diff_id = Some(layer.digest.to_string());
+        }
+        if let Some(expected) = diff_id {
+            let actual = report.diff_id.clone().unwrap_or_default();
+            if actual != expected {
+                return Err(StoreError::OciDiffIdMismatch {
+                    digest: layer.digest.clone(),
+                    expected: expected.to_string(),
+                    actual,
+                });
+            }
+        }
         Ok(report)
     }
 
+    /// The config's `rootfs.diff_ids`, one per layer; `None` if the config
+    /// has no `rootfs` section (nothing to check against).
+    fn oci_diff_ids(&self, img: &OciImage) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(rootfs) = self.oci_config(img)?.rootfs else {
+            tracing::debug!(
+                image = %img.id,
+                config = %img.config.digest,
+                "the image config has no rootfs section: layer diff_ids not checked"
+            );
+            return Ok(None);
+        };
+        if rootfs.diff_ids.len() != img.layers.len() {
+            return Err(StoreError::OciDocument {
+                digest: img.config.digest.clone(),
+                reason: format!(
+                    "its rootfs.diff_ids lists {} layer(s) but the manifest has {}; the image \
+                     cannot be rendered",
+                    rootfs.diff_ids.len(),
+                    img.layers.len()
+                ),
+            });
+        }
+        Ok(Some(rootfs.diff_ids))
+    }
+
+    /// Render the layers into `work`, checking each against `diff_ids` (the
+    /// config's), and record the diff_ids they hash to in `work/diff_ids`
+    /// (for the other images that share the tree).
     fn render_oci_into(
         &self,
         work: &Path,
         img: &OciImage,
+        diff_ids: Option<&[String]>,
     ) -> Result<fsops::TreeDigest, StoreError> {
+        let mut actual = Vec::new();
         let rootfs = work.join("rootfs");
         fs::create_dir(work).map_err(io_err("create", work))?;
         fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
         let t0 = std::time::Instant::now();
         for (i, layer) in img.layers.iter().enumerate() {
+            let diff_id = diff_ids.map(|d| d[i].as_str());
             if i == 0 {
-                // Nothing below the first layer: its whiteouts hide nothing.
-                self.extract_oci_layer(layer, &rootfs)?;
+                // Nothing below the first layer: its whiteouts hide nothing,
+                // its hard links can only name its own files.
+                let report = self.extract_oci_layer(layer, &rootfs, None, diff_id)?;
+                actual.push(report.diff_id.unwrap_or_default());
                 continue;
             }
             let stage = self.tmp.fresh("layer-");
             fs::create_dir(&stage).map_err(io_err("create", &stage))?;
-            let merged = self.extract_oci_layer(layer, &stage).and_then(|report| {
+            let merged = (|| -> Result<(), StoreError> {
                 let d = fsops::open_dir(&rootfs).map_err(io_err("open", &rootfs))?;
+                // Hard links may name files of the tree so far (`stage` and
+                // `rootfs` are both under tmp/: one filesystem).
+                let report = self.extract_oci_layer(layer, &stage, Some(d.as_fd()), diff_id)?;
+                actual.push(report.diff_id.clone().unwrap_or_default());
                 for o in &report.opaque_dirs {
                     apply_opaque(d.as_fd(), o)
                         .map_err(io_err("apply an opaque directory in", &rootfs))?;
@@ -933,7 +1036,7 @@ impl Store {
                 let s = fsops::open_dir(&stage).map_err(io_err("open", &stage))?;
                 tree::merge(s.as_fd(), d.as_fd(), b"", &[])?;
                 Ok(())
-            });
+            })();
             let _ = fsops::remove_all(&stage);
             merged?;
         }
@@ -946,6 +1049,9 @@ impl Store {
         let lp = work.join("layers");
         fs::write(&lp, serde_json::to_vec_pretty(&ids).unwrap_or_default())
             .map_err(io_err("write", &lp))?;
+        let dp = work.join(DIFF_IDS);
+        fs::write(&dp, serde_json::to_vec_pretty(&actual).unwrap_or_default())
+            .map_err(io_err("write", &dp))?;
         tree::write_durable_marker(work)?;
         tracing::debug!(extract = ?(t1 - t0), hash = ?t1.elapsed(), "OCI tree rendered");
         Ok(digest)
@@ -1000,6 +1106,56 @@ impl Store {
             reason: format!("cannot make an app of its config: {e}"),
         })
     }
+}
+
+/// The file of a rendered OCI tree that lists the diff_ids its layers
+/// hashed to, bottom first.
+const DIFF_IDS: &str = "diff_ids";
+
+/// Compare the config's diff_ids with those recorded in the tree `dir`
+/// when it was rendered (perhaps for another image of the same layers).
+/// A tree rendered before they were recorded is taken as it is.
+fn check_recorded_diff_ids(
+    dir: &Path,
+    img: &OciImage,
+    expected: &[String],
+) -> Result<(), StoreError> {
+    let p = dir.join(DIFF_IDS);
+    let recorded: Vec<String> = match fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err("read", &p)(e)),
+    };
+    if recorded.len() != img.layers.len() {
+        tracing::debug!(tree = %dir.display(), "no diff_ids recorded with the tree: not checked");
+        return Ok(());
+    }
+    for ((layer, want), got) in img.layers.iter().zip(expected).zip(recorded) {
+        if *want != got {
+            return Err(StoreError::OciDiffIdMismatch {
+                digest: layer.digest.clone(),
+                expected: want.clone(),
+                actual: got,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Read the first bytes of `f` (without moving its offset) into `head`;
+/// how many there are (fewer only at the end of the file).
+fn read_head(f: &File, head: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// SHA-256 and length of everything `r` gives.

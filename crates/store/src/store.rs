@@ -91,6 +91,12 @@ pub enum StoreError {
     OciBlobCorrupt { digest: Digest, actual: Digest },
     #[error("blob {digest}: {reason}")]
     OciDocument { digest: Digest, reason: String },
+    #[error("layer {digest} does not match the image config: its uncompressed content hashes to {actual}, the config's rootfs.diff_ids expects {expected}; the image is inconsistent and cannot be rendered")]
+    OciDiffIdMismatch {
+        digest: Digest,
+        expected: String,
+        actual: String,
+    },
     #[error("cannot render layer {digest}")]
     OciLayer {
         digest: Digest,

@@ -16,6 +16,11 @@
 //! mtime at the end, deepest first (so a read-only directory can still be
 //! filled, and creating its content does not change its mtime afterwards).
 //!
+//! An OCI layer ([`extract_layer_with`]) may also hard-link a file of the
+//! layers below it: the target is resolved in that lower tree by the same
+//! component-by-component, never-follow rule, and the link made to its
+//! inode there (see [`LayerOptions::lower`]).
+//!
 //! On error the target is left partly filled; the caller removes it.
 
 use std::collections::HashSet;
@@ -31,8 +36,8 @@ use rustix::io::Errno;
 use sha2::{Digest as _, Sha512};
 
 use super::read::{
-    walk, walk_opts, EntryMeta, Judge, Kind, LayoutChecker, VisitError, Walked, MAX_MANIFEST,
-    OPAQUE_MARKER, WHITEOUT_PREFIX,
+    walk, walk_opts, EntryMeta, Judge, Kind, LayoutChecker, StreamHash, VisitError, Walked,
+    MAX_MANIFEST, OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
 use super::{AciError, Compression, ValidateReport, IO_BUF};
 use crate::manifest::ImageManifest;
@@ -91,7 +96,7 @@ pub fn extract<R: Read>(
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractReport, AciError> {
-    let (walked, x) = run(r, dest, opts, false)?;
+    let (walked, x) = run(r, dest, opts, None)?;
     Ok(ExtractReport {
         image_id: walked.image_id,
         entries: walked.entries,
@@ -118,6 +123,32 @@ pub struct LayerReport {
     pub opaque_dirs: Vec<LayerPath>,
     /// Entries left out (device nodes under [`DevicePolicy::Skip`]).
     pub skipped: Vec<String>,
+    /// `sha256:<hex>` of the whole uncompressed tar (end-of-archive blocks
+    /// and any padding included): the layer's diff_id, to compare with the
+    /// image config's `rootfs.diff_ids`. Only when asked for
+    /// ([`LayerOptions::diff_id`]).
+    pub diff_id: Option<String>,
+}
+
+/// What [`extract_layer_with`] knows of the image beyond this layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerOptions<'a> {
+    /// The tree the layers below made (their merged rootfs), if any. A hard
+    /// link to a name this layer did not create is then made to that name's
+    /// inode in the lower tree (image-spec layer.md: a hard link names a
+    /// path of the layer's *resulting* filesystem; umoci and containerd
+    /// link to the lower file), so that once the layer is merged over the
+    /// tree both names share one inode. The target is resolved in the lower
+    /// tree without following any symlink, must not be a directory, and must
+    /// not have been deleted by a whiteout or opaque marker that comes
+    /// earlier in the layer (umoci applies a layer in archive order).
+    /// `dest` must be on the lower tree's filesystem (`linkat` cannot cross
+    /// filesystems). `None` (the bottom layer): such a link is refused, as
+    /// in an ACI.
+    pub lower: Option<BorrowedFd<'a>>,
+    /// Hash the uncompressed stream: [`LayerReport::diff_id`]. Costs a
+    /// SHA-256 pass, on a thread of its own.
+    pub diff_id: bool,
 }
 
 /// Extract one OCI image layer (a tar of rootfs-relative paths, in any
@@ -127,12 +158,26 @@ pub struct LayerReport {
 /// created but reported, for the caller to apply to the lower layers before
 /// it lays this one over them (image-spec layer.md: a whiteout only hides
 /// what is *below* its layer). `opts.rootfs_only` is ignored.
+///
+/// Without a lower tree and without the diff_id: [`extract_layer_with`]
+/// and [`LayerOptions::default`].
 pub fn extract_layer<R: Read>(
     r: R,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<LayerReport, AciError> {
-    let (walked, x) = run(r, dest, opts, true)?;
+    extract_layer_with(r, dest, opts, &LayerOptions::default())
+}
+
+/// [`extract_layer`] over the tree of the layers below, and/or hashing the
+/// layer's diff_id, as `layer` says.
+pub fn extract_layer_with<R: Read>(
+    r: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+    layer: &LayerOptions<'_>,
+) -> Result<LayerReport, AciError> {
+    let (walked, x) = run(r, dest, opts, Some(layer))?;
     Ok(LayerReport {
         compression: walked.compression,
         entries: walked.entries,
@@ -140,27 +185,41 @@ pub fn extract_layer<R: Read>(
         whiteouts: x.whiteouts,
         opaque_dirs: x.opaque_dirs,
         skipped: x.skipped,
+        diff_id: walked.diff_id,
     })
 }
 
+/// `layer`: extracting an OCI layer (else an ACI).
 fn run<R: Read>(
     r: R,
     dest: &Path,
     opts: &ExtractOptions,
-    layer: bool,
+    layer: Option<&LayerOptions<'_>>,
 ) -> Result<(Walked, Extractor), AciError> {
     let mut opts = opts.clone();
-    if layer {
+    if layer.is_some() {
         opts.rootfs_only = false;
     }
     let root = open_target(dest)?;
-    let mut x = Extractor::new(root, &opts, false, layer);
-    let mut checker = if layer {
-        LayoutChecker::for_layer()
-    } else {
-        LayoutChecker::default()
+    let mut x = Extractor::new(root, &opts, false, layer.is_some());
+    if let Some(lower) = layer.and_then(|l| l.lower) {
+        x.lower = Some(
+            lower
+                .try_clone_to_owned()
+                .map_err(|e| AciError::io("open the tree of the layers below", dest, e))?,
+        );
+    }
+    let mut checker = match layer {
+        Some(l) => LayoutChecker::for_layer(l.lower.is_some()),
+        None => LayoutChecker::default(),
     };
-    let walked = walk_opts(r, !layer, &mut |e, data| {
+    let hash = match layer {
+        None => StreamHash::ImageId,
+        Some(l) if l.diff_id => StreamHash::DiffId,
+        Some(_) => StreamHash::None,
+    };
+    let layer = layer.is_some();
+    let walked = walk_opts(r, hash, &mut |e, data| {
         let v = checker.check(e);
         if let Some(reason) = v.problems.into_iter().next() {
             return Err(AciError::Hostile {
@@ -333,6 +392,9 @@ struct Extractor {
     digests: Option<ContentHasher>,
     /// Extracting an OCI layer (see [`extract_layer`]).
     layer: bool,
+    /// The tree of the layers below, for hard links into it
+    /// ([`LayerOptions::lower`]).
+    lower: Option<OwnedFd>,
     whiteouts: Vec<LayerPath>,
     opaque_dirs: Vec<LayerPath>,
 }
@@ -446,6 +508,7 @@ impl Extractor {
             manifest_seen: false,
             digests: digests.then(ContentHasher::new),
             layer,
+            lower: None,
             whiteouts: Vec::new(),
             opaque_dirs: Vec::new(),
         }
@@ -804,7 +867,9 @@ impl Extractor {
         let key = rel_target.join(&b'/');
         if !self.created.contains(&key) {
             // CVE-2014-6407 (docker: hard links in image tars to host files):
-            // a hard link may only name a non-directory this extraction made.
+            // a hard link may only name a non-directory this extraction made
+            // (or, for an OCI layer, one of the layers below: see
+            // `hard_link_lower`).
             if self.skipped.iter().any(|s| {
                 super::read::normalize(s.as_bytes())
                     .as_deref()
@@ -813,6 +878,10 @@ impl Extractor {
             }) {
                 self.skipped.push(e.name.clone());
                 return Ok(());
+            }
+            if self.layer && self.lower.is_some() {
+                let rel_target = rel_target.to_vec();
+                return self.hard_link_lower(e, rel, &rel_target, parent, name);
             }
             return Err(hostile(
                 &e.name,
@@ -833,6 +902,109 @@ impl Extractor {
         // a symlink there would point at.
         let result = rfs::linkat(&tdir, tname.as_slice(), dir, name, AtFlags::empty());
         result.map_err(|err| ex("create the hard link", &e.name, err))?;
+        self.created.insert(rel.join(&b'/'));
+        Ok(())
+    }
+
+    /// An OCI layer's hard link to `target`, a name this layer did not
+    /// create: linked to that name's inode in the tree of the layers below
+    /// ([`LayerOptions::lower`]). The staged link is later moved into the
+    /// tree by the caller's merge, so both names end up sharing the inode.
+    fn hard_link_lower(
+        &mut self,
+        e: &EntryMeta,
+        rel: &[Vec<u8>],
+        target: &[Vec<u8>],
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), AciError> {
+        let shown = String::from_utf8_lossy(e.link.as_deref().unwrap_or_default()).into_owned();
+        let missing = || {
+            hostile(
+                &e.name,
+                format!(
+                    "hard link to {shown:?}, which neither this layer nor the layers below have"
+                ),
+            )
+        };
+        // umoci applies a layer's entries in archive order: a whiteout (of
+        // the target or a parent) or an opaque marker (in a parent) that
+        // comes before the link has already deleted the lower name, and
+        // the link fails. One that comes after it leaves the link, which
+        // keeps the inode alive (as here: the caller applies whiteouts to
+        // the lower tree after the extraction, to the names only).
+        let whited_out = self
+            .whiteouts
+            .iter()
+            .any(|w| target.starts_with(w.as_slice()))
+            || self
+                .opaque_dirs
+                .iter()
+                .any(|o| target.len() > o.len() && target.starts_with(o.as_slice()));
+        if whited_out {
+            return Err(hostile(
+                &e.name,
+                format!("hard link to {shown:?}, which an earlier whiteout of this layer deleted"),
+            ));
+        }
+        let (tname, tparent) = target.split_last().expect("non-empty");
+        let lower = self.lower.as_ref().expect("a lower tree");
+        // CVE-2014-6407 (docker: hard links in image tars to host files,
+        // e.g. through a symlink an earlier layer left): the target is
+        // resolved in the lower tree one component at a time, from its
+        // directory fd, with O_NOFOLLOW, so a symlink on the way (`a/b/f`
+        // where the lower `a` is a symlink to `/etc`) is refused, never
+        // followed; `..` and absolute names were refused by the checker.
+        // The link can only ever name an inode inside the lower tree.
+        let mut tdir = open_dir_at(lower.as_fd(), b".")
+            .map_err(|err| ex("open the layers below for", &e.name, err))?;
+        for c in tparent {
+            tdir = match open_dir_at(tdir.as_fd(), c) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Err(missing()),
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Err(hostile(
+                        &e.name,
+                        format!(
+                            "hard link to {shown:?}, whose path goes through {:?}, which is a \
+                             symlink or not a directory in the layers below (never followed)",
+                            String::from_utf8_lossy(c)
+                        ),
+                    ))
+                }
+                Err(err) => return Err(ex("open the layers below for", &e.name, err)),
+            };
+        }
+        let st = match rfs::statat(&tdir, tname.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(missing()),
+            Err(err) => return Err(ex("stat the hard link target of", &e.name, err)),
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(hostile(
+                &e.name,
+                format!("hard link to {shown:?}, a directory in the layers below"),
+            ));
+        }
+        let dir = self.parent(parent, &e.name)?;
+        // Without AT_SYMLINK_FOLLOW: a symlink there is linked itself, as
+        // umoci does, never what it points at.
+        match rfs::linkat(&tdir, tname.as_slice(), dir, name, AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => return Err(missing()),
+            Err(Errno::XDEV) => {
+                return Err(ex(
+                    "create the hard link",
+                    &e.name,
+                    io::Error::new(
+                        io::ErrorKind::CrossesDevices,
+                        "the tree of the layers below is on another filesystem than the \
+                         extraction target, and a hard link cannot join two filesystems",
+                    ),
+                ))
+            }
+            Err(err) => return Err(ex("create the hard link", &e.name, err)),
+        }
         self.created.insert(rel.join(&b'/'));
         Ok(())
     }

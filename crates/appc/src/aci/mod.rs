@@ -21,6 +21,10 @@
 //! - [`validate_extract`] does both in one pass (an importer that renders
 //!   while it stores): the same report as `validate`, and the extraction's
 //!   own outcome, with the SHA-512 of each file as it was written.
+//! - [`extract_layer`] and [`extract_layer_with`] extract one OCI image layer
+//!   the same way, reporting its whiteouts for the caller to apply below it;
+//!   over the tree of the layers below, its hard links may name their files,
+//!   and it can hash the uncompressed stream (the layer's diff_id).
 //! - [`build`] writes an ACI reproducibly (sorted entries, numeric owners,
 //!   optional fixed mtimes, no user names, no time stamps in the gzip header)
 //!   and compresses on all cores: gzip the way pigz does it (see `pgzip.rs`),
@@ -42,8 +46,8 @@ use std::str::FromStr;
 
 pub use build::{build, BuildOptions, BuildReport};
 pub use extract::{
-    extract, extract_layer, validate_extract, DevicePolicy, ExtractOptions, ExtractReport,
-    Extracted, FileDigest, LayerPath, LayerReport,
+    extract, extract_layer, extract_layer_with, validate_extract, DevicePolicy, ExtractOptions,
+    ExtractReport, Extracted, FileDigest, LayerOptions, LayerPath, LayerReport,
 };
 pub use pgzip::ParGzWriter;
 pub use read::{read_manifest_bytes, validate, HashingReader, ValidateReport};

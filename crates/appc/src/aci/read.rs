@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
 use super::{decompress, AciError, Compression, IO_BUF};
 use crate::error::Problem;
@@ -33,6 +33,35 @@ pub(crate) const MAX_MANIFEST: u64 = 16 << 20;
 /// Blocks in flight to the hashing thread.
 const HASH_QUEUE: usize = 8;
 
+/// What a [`HashingReader`] hashes the stream with.
+#[derive(Clone)]
+enum StreamHasher {
+    /// An ACI's image ID.
+    Sha512(Sha512),
+    /// An OCI layer's diff_id.
+    Sha256(Sha256),
+}
+
+impl StreamHasher {
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            StreamHasher::Sha512(h) => h.update(b),
+            StreamHasher::Sha256(h) => h.update(b),
+        }
+    }
+}
+
+/// What [`walk_opts`] hashes the decompressed stream with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamHash {
+    /// SHA-512: the ACI image ID ([`Walked::image_id`]).
+    ImageId,
+    /// SHA-256: an OCI layer's diff_id ([`Walked::diff_id`]).
+    DiffId,
+    /// Nothing (only counted and classified).
+    None,
+}
+
 /// A reader that hashes (SHA-512) every byte it passes on, on a second thread
 /// once the stream is longer than one block. It also remembers the first
 /// error of the reader it wraps, so that callers can tell a corrupt
@@ -42,9 +71,9 @@ pub struct HashingReader<R> {
     block: Arc<Vec<u8>>,
     pos: usize,
     /// Hashes inline until the second block, then moves to a thread.
-    local: Option<Sha512>,
+    local: Option<StreamHasher>,
     tx: Option<SyncSender<Arc<Vec<u8>>>>,
-    worker: Option<JoinHandle<Sha512>>,
+    worker: Option<JoinHandle<StreamHasher>>,
     total: u64,
     eof: bool,
     eof_delivered: bool,
@@ -67,7 +96,7 @@ impl<R: Read> HashingReader<R> {
             inner,
             block: Arc::new(Vec::new()),
             pos: 0,
-            local: Some(Sha512::new()),
+            local: Some(StreamHasher::Sha512(Sha512::new())),
             tx: None,
             worker: None,
             total: 0,
@@ -85,6 +114,15 @@ impl<R: Read> HashingReader<R> {
         let mut r = HashingReader::new(inner);
         r.local = None;
         r.inline_only = true;
+        r
+    }
+
+    /// A reader that hashes with SHA-256 instead: an OCI layer's diff_id
+    /// (image-spec config.md: the digest of the uncompressed tar), read with
+    /// [`HashingReader::finish_sha256`]. On the hashing thread, as SHA-512.
+    pub(crate) fn sha256(inner: R) -> Self {
+        let mut r = HashingReader::new(inner);
+        r.local = Some(StreamHasher::Sha256(Sha256::new()));
         r
     }
 
@@ -166,7 +204,7 @@ impl<R: Read> HashingReader<R> {
         let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
         let mut h = local.clone();
         let spawned = std::thread::Builder::new()
-            .name("aci-sha512".into())
+            .name("aci-stream-hash".into())
             .spawn(move || {
                 for block in rx {
                     h.update(block.as_slice());
@@ -190,15 +228,38 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// Wait for the hash of everything read so far: the image ID.
-    pub fn finish(mut self) -> io::Result<ImageId> {
-        self.tx = None;
-        let h = match self.worker.take() {
-            Some(w) => w
-                .join()
-                .map_err(|_| io::Error::other("the hashing thread panicked"))?,
-            None => self.local.take().unwrap_or_default(),
+    pub fn finish(self) -> io::Result<ImageId> {
+        let h = match self.finish_hasher()? {
+            Some(StreamHasher::Sha512(h)) => h,
+            _ => Sha512::new(),
         };
         Ok(ImageId::from_sha512(&h.finalize()))
+    }
+
+    /// Wait for the SHA-256 of everything read so far (`sha256:<hex>`), for
+    /// a reader made by [`HashingReader::sha256`]; `None` for another.
+    pub(crate) fn finish_sha256(self) -> io::Result<Option<String>> {
+        Ok(match self.finish_hasher()? {
+            Some(StreamHasher::Sha256(h)) => Some(format!(
+                "sha256:{}",
+                h.finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            )),
+            _ => None,
+        })
+    }
+
+    fn finish_hasher(mut self) -> io::Result<Option<StreamHasher>> {
+        self.tx = None;
+        match self.worker.take() {
+            Some(w) => w
+                .join()
+                .map(Some)
+                .map_err(|_| io::Error::other("the hashing thread panicked")),
+            None => Ok(self.local.take()),
+        }
     }
 }
 
@@ -363,6 +424,9 @@ pub(crate) struct LayoutChecker {
     /// Checking an OCI layer: paths are rootfs-relative (no `manifest`, no
     /// `rootfs/`), and whiteout names are checked.
     layer: bool,
+    /// An OCI layer over the layers below: a hard link may name a path this
+    /// layer does not have (the extractor looks for it below).
+    lower: bool,
 }
 
 /// The prefix of an OCI whiteout file (image-spec layer.md).
@@ -371,10 +435,13 @@ pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
 impl LayoutChecker {
-    /// A checker for an OCI layer instead of an ACI.
-    pub fn for_layer() -> LayoutChecker {
+    /// A checker for an OCI layer instead of an ACI; `lower`: laid over
+    /// the tree of the layers below, where a hard link may find its target
+    /// (see [`LayerOptions::lower`](super::LayerOptions::lower)).
+    pub fn for_layer(lower: bool) -> LayoutChecker {
         LayoutChecker {
             layer: true,
+            lower,
             ..LayoutChecker::default()
         }
     }
@@ -510,6 +577,33 @@ impl LayoutChecker {
             return;
         }
         match self.seen.get(&join(&t)) {
+            // Maybe a file of the layers below, where the extractor looks
+            // for it (never through a symlink). Not through a symlink or a
+            // file of this layer, though: that path would not lead to the
+            // lower file in the layer's resulting filesystem.
+            None if self.lower => {
+                if e.components.as_deref() == Some(t.as_slice()) {
+                    v.problems.push(format!("hard link to {shown:?}, itself"));
+                    return;
+                }
+                for i in 1..t.len() {
+                    match self.seen.get(&join(&t[..i])) {
+                        None | Some(Kind::Dir) => {}
+                        Some(k) => {
+                            v.problems.push(format!(
+                                "hard link to {shown:?}, through {:?}, which is {} in this layer",
+                                lossy(&join(&t[..i])),
+                                if *k == Kind::Symlink {
+                                    "a symlink"
+                                } else {
+                                    "not a directory"
+                                }
+                            ));
+                            return;
+                        }
+                    }
+                }
+            }
             None => v.problems.push(format!(
                 "hard link to {shown:?}, which is not an earlier entry"
             )),
@@ -595,6 +689,9 @@ pub(crate) struct Walked {
     pub compression: Compression,
     pub entries: u64,
     pub tar_size: u64,
+    /// `sha256:<hex>` of the whole decompressed stream, under
+    /// [`StreamHash::DiffId`].
+    pub diff_id: Option<String>,
 }
 
 type Visitor<'v> = dyn FnMut(&EntryMeta, &mut dyn Read) -> Result<(), VisitError> + 'v;
@@ -603,21 +700,23 @@ type Visitor<'v> = dyn FnMut(&EntryMeta, &mut dyn Read) -> Result<(), VisitError
 /// entry (PAX global headers excluded) with a reader of its data, then drain
 /// and hash the rest of the stream.
 pub(crate) fn walk<R: Read>(r: R, visit: &mut Visitor<'_>) -> Result<Walked, AciError> {
-    walk_opts(r, true, visit)
+    walk_opts(r, StreamHash::ImageId, visit)
 }
 
-/// [`walk`], hashing (the image ID) only when `hash`; otherwise the ID in
-/// the result is meaningless.
+/// [`walk`], hashing the decompressed stream as `hash` says; without
+/// [`StreamHash::ImageId`] the ID in the result is meaningless. Whatever the
+/// hash, it covers the whole stream, the end-of-archive blocks and any
+/// padding after them included (the walk drains the stream).
 pub(crate) fn walk_opts<R: Read>(
     r: R,
-    hash: bool,
+    hash: StreamHash,
     visit: &mut Visitor<'_>,
 ) -> Result<Walked, AciError> {
     let (compression, reader) = decompress(r)?;
-    let hr = if hash {
-        HashingReader::new(reader)
-    } else {
-        HashingReader::without_hash(reader)
+    let hr = match hash {
+        StreamHash::ImageId => HashingReader::new(reader),
+        StreamHash::DiffId => HashingReader::sha256(reader),
+        StreamHash::None => HashingReader::without_hash(reader),
     };
     let mut archive = tar::Archive::new(hr);
     let mut entries = 0u64;
@@ -650,12 +749,19 @@ pub(crate) fn walk_opts<R: Read>(
         return Err(classify(&mut hr, e, compression, &last));
     }
     let tar_size = hr.bytes_read();
-    let image_id = hr.finish().map_err(AciError::Read)?;
+    let (image_id, diff_id) = match hash {
+        StreamHash::DiffId => (
+            ImageId::from_sha512(&Sha512::new().finalize()),
+            hr.finish_sha256().map_err(AciError::Read)?,
+        ),
+        _ => (hr.finish().map_err(AciError::Read)?, None),
+    };
     Ok(Walked {
         image_id,
         compression,
         entries,
         tar_size,
+        diff_id,
     })
 }
 

@@ -178,6 +178,25 @@ impl Layout {
                "platform": {"architecture": arch, "os": "linux"}})
     }
 
+    /// The image of the manifest `desc` with its config edited by `edit`
+    /// (same layers); returns the new manifest descriptor.
+    pub fn edit_config(&self, desc: &Value, edit: impl FnOnce(&mut Value)) -> Value {
+        let mut m: Value = serde_json::from_slice(&self.read(desc["digest"].as_str().unwrap()))
+            .expect("a manifest");
+        let mut cfg: Value =
+            serde_json::from_slice(&self.read(m["config"]["digest"].as_str().unwrap()))
+                .expect("a config");
+        edit(&mut cfg);
+        let (cd, cn) = self.blob(&serde_json::to_vec(&cfg).unwrap());
+        m["config"]["digest"] = json!(cd);
+        m["config"]["size"] = json!(cn);
+        let (md, mn) = self.blob(&serde_json::to_vec(&m).unwrap());
+        let mut out = desc.clone();
+        out["digest"] = json!(md);
+        out["size"] = json!(mn);
+        out
+    }
+
     pub fn tag(&mut self, mut desc: Value, tag: &str) {
         desc["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
         self.index.push(desc);
