@@ -142,6 +142,41 @@ fn oci_layout_renders_like_umoci() {
 /// share one inode, as umoci unpacks it, also when the same layer whites
 /// out the target after the link; a link to a lower directory, or to a
 /// target the layer whited out before the link, is refused.
+/// A layer that writes `opt/sub/b` without entries for `opt/` and
+/// `opt/sub/` leaves those directories as the layer below made them (mode,
+/// owner), as umoci does; a directory entry of the layer still wins.
+#[test]
+fn parents_a_layer_leaves_out_keep_their_lower_metadata() {
+    let env = Env::new();
+    let mut lay = Layout::new(&env.work().join("layout"));
+    let l1 = tar_of(&[
+        E::DirOwned("opt/", 0o750, 7, 8),
+        E::DirOwned("opt/sub/", 0o700, 9, 10),
+        E::File("opt/sub/a", b"a\n", 0o644),
+        E::DirOwned("srv/", 0o711, 3, 4),
+    ]);
+    let l2 = tar_of(&[
+        E::File("opt/sub/b", b"b\n", 0o644),
+        E::File("srv/x", b"x\n", 0o644),
+        E::DirOwned("srv/", 0o755, 5, 6),
+        E::File("new/dir/c", b"c\n", 0o644),
+    ]);
+    let d = lay.image(&[l1, l2], Comp::Gzip, "amd64", json!({}));
+    lay.tag(d, "v1");
+    let arg = format!("oci:{}:v1", lay.dir.display());
+    berth_ok(&env, &["fetch", &arg]);
+    let rootfs = PathBuf::from(berth_ok(&env, &["image", "render", &arg]));
+    let reference = umoci_unpack(&lay.dir, "v1", &env.work().join("umoci"));
+    assert_same_tree(&rootfs, &reference);
+    let meta = |p: &str| {
+        let m = fs::metadata(rootfs.join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(meta("opt"), (0o750, 7, 8));
+    assert_eq!(meta("opt/sub"), (0o700, 9, 10));
+    assert_eq!(meta("srv"), (0o755, 5, 6));
+}
+
 #[test]
 fn hard_link_to_a_lower_layer_renders_like_umoci() {
     let env = Env::new();

@@ -372,6 +372,9 @@ struct DirMeta {
     path: Vec<Vec<u8>>,
     entry: String,
     meta: EntryMeta,
+    /// A parent the layer left out, given the lower tree's metadata; an
+    /// entry of the layer for the same directory wins.
+    implicit: bool,
 }
 
 struct Extractor {
@@ -557,7 +560,7 @@ impl Extractor {
             .take_while(|((have, _), want)| have == *want)
             .count();
         self.chain.truncate(common);
-        for c in &parent[common..] {
+        for (i, c) in parent.iter().enumerate().skip(common) {
             let base = self
                 .chain
                 .last()
@@ -565,11 +568,17 @@ impl Extractor {
             let fd = match open_dir_at(base, c) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
-                    match rfs::mkdirat(base, c.as_slice(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                    let created = match rfs::mkdirat(base, c.as_slice(), Mode::from_raw_mode(0o755))
+                    {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
                         Err(e) => return Err(ex("create the parent directory of", entry, e)),
+                    };
+                    let fd = open_dir_at(base, c).map_err(|e| self.walk_error(entry, c, e))?;
+                    if created {
+                        self.keep_lower_meta(&parent[..=i]);
                     }
-                    open_dir_at(base, c).map_err(|e| self.walk_error(entry, c, e))?
+                    fd
                 }
                 Err(e) => return Err(self.walk_error(entry, c, e)),
             };
@@ -579,6 +588,52 @@ impl Extractor {
             .chain
             .last()
             .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd()))
+    }
+
+    /// A layer that leaves out a parent directory changes nothing about it
+    /// (umoci and Docker write into the existing one): the staged stand-in
+    /// gets the lower tree's mode, owner and mtime at the end, so the merge
+    /// puts back what was there instead of a 0755 root directory.
+    fn keep_lower_meta(&mut self, path: &[Vec<u8>]) {
+        let Some(lower) = self.lower.as_ref() else {
+            return;
+        };
+        // Resolved like everything else: never through a symlink.
+        let Ok(mut cur) = open_dir_at(lower.as_fd(), b".") else {
+            return;
+        };
+        for c in path {
+            match open_dir_at(cur.as_fd(), c) {
+                Ok(fd) => cur = fd,
+                Err(_) => return,
+            }
+        }
+        let Ok(st) = rfs::fstat(&cur) else {
+            return;
+        };
+        let name = path
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        self.dirs.push(DirMeta {
+            path: path.to_vec(),
+            entry: name.clone(),
+            meta: EntryMeta {
+                name,
+                components: None,
+                kind: Kind::Dir,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid.into(),
+                gid: st.st_gid.into(),
+                mtime: u64::try_from(st.st_mtime).unwrap_or(0),
+                size: 0,
+                link: None,
+                dev: (0, 0),
+                xattrs: Vec::new(),
+            },
+            implicit: true,
+        });
     }
 
     fn walk_error(&self, entry: &str, c: &[u8], e: Errno) -> AciError {
@@ -651,6 +706,7 @@ impl Extractor {
                 path: Vec::new(),
                 entry: e.name.clone(),
                 meta: e.clone(),
+                implicit: false,
             });
             return Ok(());
         }
@@ -815,6 +871,7 @@ impl Extractor {
             path: rel.to_vec(),
             entry: e.name.clone(),
             meta: e.clone(),
+            implicit: false,
         });
         Ok(())
     }
@@ -1046,7 +1103,15 @@ impl Extractor {
     fn finish_dirs(&mut self) -> Result<(), AciError> {
         self.chain.clear();
         let dirs = std::mem::take(&mut self.dirs);
+        let explicit: HashSet<&[Vec<u8>]> = dirs
+            .iter()
+            .filter(|d| !d.implicit)
+            .map(|d| d.path.as_slice())
+            .collect();
         for d in dirs.iter().rev() {
+            if d.implicit && explicit.contains(d.path.as_slice()) {
+                continue;
+            }
             let mut fd: Option<OwnedFd> = None;
             for c in &d.path {
                 let base = fd.as_ref().map_or(self.root.as_fd(), |f| f.as_fd());
