@@ -113,8 +113,12 @@ pub enum FetchError {
         max: u32,
     },
     /// The TLS handshake failed (unknown CA, wrong name, expired...).
+    ///
+    /// The cause is part of the message and not a `source`: a one-line
+    /// error shows the outermost context and the innermost cause, and the
+    /// way out named here must not be cut from the middle.
     #[error(
-        "TLS failure talking to {host} for {url} (if the server uses a private CA, \
+        "TLS failure talking to {host} for {url}: {cause} (if the server uses a private CA, \
          point SSL_CERT_FILE at its certificate; to skip verification use \
          --insecure-options=tls)"
     )]
@@ -123,8 +127,8 @@ pub enum FetchError {
         url: String,
         /// Its host.
         host: String,
-        /// The cause.
-        source: ureq::Error,
+        /// What failed.
+        cause: ureq::Error,
     },
     /// Nobody listens at the address.
     #[error("connection refused by {addr} fetching {url}")]

@@ -684,12 +684,12 @@ fn classify(err: ureq::Error, url: &Url) -> FetchError {
         ureq::Error::Io(e) if tls_io(e) => FetchError::Tls {
             url: u,
             host,
-            source: err,
+            cause: err,
         },
         ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => FetchError::Tls {
             url: u,
             host,
-            source: err,
+            cause: err,
         },
         ureq::Error::HostNotFound => FetchError::HostNotFound { url: u, host },
         ureq::Error::Timeout(_) => FetchError::Timeout {
