@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::oci::*;
-use common::server::{Reply, Request, Server};
+use common::server::{Pki, Reply, Request, Server};
 use common::{run, stdout, ChildGuard, Env};
 use serde_json::{json, Value};
 
@@ -534,11 +534,24 @@ fn static_registry(
     auth: bool,
     tweak: Tweak,
 ) -> Server {
+    static_registry_on(None, lay, desc, repo, auth, tweak)
+}
+
+/// [`static_registry`] over HTTPS with `pki`'s certificate when given.
+fn static_registry_on(
+    pki: Option<&Pki>,
+    lay: &Layout,
+    desc: &Value,
+    repo: &'static str,
+    auth: bool,
+    tweak: Tweak,
+) -> Server {
+    let scheme = if pki.is_some() { "https" } else { "http" };
     let dir = lay.dir.clone();
     let mdigest = desc["digest"].as_str().unwrap().to_string();
     let port_cell: Arc<std::sync::OnceLock<u16>> = Arc::new(std::sync::OnceLock::new());
     let pc = port_cell.clone();
-    let server = Server::http(move |req: &Request| {
+    let handler = move |req: &Request| {
         let port = *pc.get().unwrap();
         if req.path.starts_with("/token") {
             let ok =
@@ -553,7 +566,7 @@ fn static_registry(
             return Reply::new(401).header(
                 "WWW-Authenticate",
                 &format!(
-                    "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:{repo}:pull\""
+                    "Bearer realm=\"{scheme}://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:{repo}:pull\""
                 ),
             );
         }
@@ -582,7 +595,11 @@ fn static_registry(
             Reply::new(404)
         };
         tweak(req, reply)
-    });
+    };
+    let server = match pki {
+        Some(pki) => Server::https(pki, handler),
+        None => Server::http(handler),
+    };
     port_cell.set(server.addr.port()).unwrap();
     server
 }
@@ -606,6 +623,46 @@ fn b64(input: &[u8]) -> String {
 
 fn no_tweak() -> Tweak {
     Arc::new(|_: &Request, r: Reply| r)
+}
+
+/// A registry over HTTPS whose CA berth does not know is refused with the
+/// way out in the message; it is trusted through `SSL_CERT_FILE`, or with
+/// `--insecure-options=tls`; Bearer tokens come from it over HTTPS too.
+#[test]
+fn tls_registries() {
+    let creds = Env::new();
+    let mut lay = Layout::new(&creds.work().join("layout"));
+    let d = lay.image(&main_layers(), Comp::Gzip, "amd64", main_config());
+    lay.tag(d.clone(), "v1");
+    let pki = Pki::new();
+    let server = static_registry_on(Some(&pki), &lay, &d, "team/app", true, no_tweak());
+    let r = format!("docker://127.0.0.1:{}/team/app:v1", server.addr.port());
+    let cfg = creds.work().join("config.json");
+    fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{}"}}}}}}"#,
+            server.addr.port(),
+            b64(b"alice:secret")
+        ),
+    )
+    .unwrap();
+    let reg = format!("--registry-config={}", cfg.display());
+
+    let env = Env::new();
+    let err = berth_fails(&env, &["fetch", &reg, &r]);
+    assert!(err.contains("--insecure-options=tls"), "{err}");
+
+    let out = run(env
+        .berth()
+        .env("SSL_CERT_FILE", &pki.ca_file)
+        .args(["fetch", &reg, &r]));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(stdout(&out).trim(), d["digest"].as_str().unwrap());
+
+    let env = Env::new();
+    let id = berth_ok(&env, &["--insecure-options=tls", "fetch", &reg, &r]);
+    assert_eq!(id, d["digest"].as_str().unwrap());
 }
 
 /// Token auth: the Bearer challenge is answered with a token fetched with
