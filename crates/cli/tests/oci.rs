@@ -109,6 +109,12 @@ fn oci_layout_renders_like_umoci() {
         berth_ok(&env, &["image", "render", &id]),
         rootfs.display().to_string()
     );
+    // The tree's hash, made from the digests taken as the layers were
+    // written, is what verify computes from the files.
+    assert_eq!(
+        berth_ok(&env, &["image", "verify", &id]),
+        format!("image {id}: ok")
+    );
 
     // The image's config as an appc app.
     let app: Value =
@@ -214,6 +220,11 @@ fn hard_link_to_a_lower_layer_renders_like_umoci() {
         let rootfs = PathBuf::from(berth_ok(&env, &["image", "render", &arg]));
         let reference = umoci_unpack(&lay.dir, tag, &env.work().join(format!("umoci-{tag}")));
         assert_same_tree(&rootfs, &reference);
+        let id = berth_ok(&env, &["fetch", &arg]);
+        assert_eq!(
+            berth_ok(&env, &["image", "verify", &id]),
+            format!("image {id}: ok")
+        );
         let l2 = fs::metadata(rootfs.join("usr/bin/l2")).unwrap();
         if *tag == "link" {
             let tool = fs::metadata(rootfs.join("usr/bin/tool")).unwrap();
