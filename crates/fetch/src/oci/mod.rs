@@ -22,8 +22,8 @@
 //! prints it whole, and every command takes it (or a unique prefix of at
 //! least `sha256:` and two hex digits, or the reference it was fetched as).
 //! OCI images carry no signature berth checks yet: fetching stores them,
-//! running one needs `--insecure-options=image`
-//! ([`require_insecure_for_run`]).
+//! running one needs `--insecure-options=image` ([`UnsignedOciImage`] is
+//! the refusal `berth run` gives).
 
 mod auth;
 mod local;
@@ -131,25 +131,6 @@ impl OciFetchError {
 #[error("image {image} is a Docker/OCI image, and berth cannot verify signatures of OCI images yet; to run it anyway, pass --insecure-options=image")]
 pub struct UnsignedOciImage {
     pub image: String,
-}
-
-/// The check `berth run` makes before running an OCI image: unsigned OCI
-/// images run only with `--insecure-options=image`, as unsigned ACIs.
-pub fn require_insecure_for_run(
-    image: &OciImage,
-    insecure_image: bool,
-) -> Result<(), UnsignedOciImage> {
-    if insecure_image {
-        Ok(())
-    } else {
-        Err(UnsignedOciImage {
-            image: image
-                .references
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.to_string()),
-        })
-    }
 }
 
 /// How [`OciFetcher`] fetches.
