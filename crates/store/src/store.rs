@@ -266,6 +266,37 @@ pub struct Store {
 
 const MIN_PREFIX: usize = "sha512-".len() + 2;
 
+/// Mark `dir` as the top of unrelated hierarchies (ext4's `FS_TOPDIR_FL`,
+/// `chattr +T`), so that the Orlov allocator places each new subdirectory
+/// (each process's scratch directory, where trees are rendered) in a block
+/// group of its own choosing, one with free inodes, instead of beside its
+/// parent. Where it matters: on ext4 without a journal, every new inode
+/// scans its group's bitmap past the inodes deleted in the last minutes
+/// (`recently_deleted`), so creating a tree just after deleting one (a gc,
+/// a `rm -rf` of an old store) near the same place costs a scan per file;
+/// rendering a 11,000-file image after such a delete took 3.0-5.8 s
+/// instead of 1.4 s. Filesystems without the flag refuse it: harmless.
+fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let set = (|| -> rustix::io::Result<()> {
+        let fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let flags = ioctl_getflags(&fd)?;
+        if !flags.contains(IFlags::TOPDIR) {
+            ioctl_setflags(&fd, flags | IFlags::TOPDIR)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = set {
+        tracing::debug!(dir = %dir.display(), error = %e, "cannot mark the directory FS_TOPDIR_FL");
+    }
+}
+
 impl Store {
     /// Open (creating it if needed) the store in `dir`: create the layout,
     /// remove the temp directories of processes that are gone, open (and
@@ -298,6 +329,7 @@ impl Store {
             .mode(0o700)
             .create(&tmp_root)
             .map_err(io_err("create the directory", &tmp_root))?;
+        spread_subdirectories(&tmp_root);
         for name in lock::clean_stale(&tmp_root).map_err(io_err("clean", &tmp_root))? {
             tracing::warn!(dir = %tmp_root.join(&name).display(), "removed the temp files of a berth process that is gone");
         }
