@@ -15,7 +15,15 @@ use berth_appc::aci::{
 };
 use sha2::{Digest as _, Sha256};
 
+/// A layer of files and directories (a trailing `/`) with symlinks
+/// (`(path, Some(target))`).
 fn layer(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+    layer_of(entries, tar::EntryType::Symlink)
+}
+
+/// Files (`content of PATH`), directories (a trailing `/`) and links of
+/// `link_type` (`(path, Some(target))`).
+fn layer_of(entries: &[(&str, Option<&str>)], link_type: tar::EntryType) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, link) in entries {
         let mut h = tar::Header::new_gnu();
@@ -26,7 +34,7 @@ fn layer(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
         h.set_size(0);
         match link {
             Some(t) => {
-                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_entry_type(link_type);
                 b.append_link(&mut h, path, t).unwrap();
             }
             None if path.ends_with('/') => {
@@ -35,8 +43,10 @@ fn layer(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
                 b.append_data(&mut h, path, std::io::empty()).unwrap();
             }
             None => {
+                let data = format!("content of {path}\n");
                 h.set_entry_type(tar::EntryType::Regular);
-                b.append_data(&mut h, path, std::io::empty()).unwrap();
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, data.as_bytes()).unwrap();
             }
         }
     }
@@ -91,33 +101,7 @@ fn paths_through_a_layer_symlink_are_refused() {
 /// A layer of files and directories (a trailing `/`) with hard links
 /// (`(path, Some(target))`).
 fn layer_with_links(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, link) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_mode(0o644);
-        h.set_size(0);
-        match link {
-            Some(t) => {
-                h.set_entry_type(tar::EntryType::Link);
-                b.append_link(&mut h, path, t).unwrap();
-            }
-            None if path.ends_with('/') => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                b.append_data(&mut h, path, std::io::empty()).unwrap();
-            }
-            None => {
-                let data = format!("content of {path}\n");
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(data.len() as u64);
-                b.append_data(&mut h, path, data.as_bytes()).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
+    layer_of(entries, tar::EntryType::Link)
 }
 
 /// A lower tree (`usr/bin/tool`, the directory `usr/lib/`) and an empty

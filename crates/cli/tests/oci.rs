@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -615,6 +615,16 @@ fn static_registry_on(
     server
 }
 
+/// A Docker config.json with alice:secret for the registry on `port`.
+fn write_alice_config(path: &Path, port: u16) {
+    let auth = b64(b"alice:secret");
+    fs::write(
+        path,
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+}
+
 fn b64(input: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -649,15 +659,7 @@ fn tls_registries() {
     let server = static_registry_on(Some(&pki), &lay, &d, "team/app", true, no_tweak());
     let r = format!("docker://127.0.0.1:{}/team/app:v1", server.addr.port());
     let cfg = creds.work().join("config.json");
-    fs::write(
-        &cfg,
-        format!(
-            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{}"}}}}}}"#,
-            server.addr.port(),
-            b64(b"alice:secret")
-        ),
-    )
-    .unwrap();
+    write_alice_config(&cfg, server.addr.port());
     let reg = format!("--registry-config={}", cfg.display());
 
     let env = Env::new();
@@ -700,15 +702,7 @@ fn token_auth() {
     assert!(err.contains("credentials"), "{err}");
 
     let cfg = env.work().join("config.json");
-    fs::write(
-        &cfg,
-        format!(
-            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{}"}}}}}}"#,
-            server.addr.port(),
-            b64(b"alice:secret")
-        ),
-    )
-    .unwrap();
+    write_alice_config(&cfg, server.addr.port());
     let id = berth_ok(
         &env,
         &[
