@@ -95,8 +95,9 @@ pub struct AppFlags {
     /// Mount the app's root filesystem read-only.
     #[arg(long)]
     pub readonly_rootfs: bool,
-    /// Signal `berth stop` sends to the app first (name or number; default
-    /// SIGTERM).
+    /// Signal `berth stop` sends to the app first: a name (TERM, SIGUSR1,
+    /// SIGRTMIN+3) or a number. Default: a Docker image's StopSignal, else
+    /// SIGTERM.
     #[arg(long, value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
 }
