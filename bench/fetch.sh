@@ -51,6 +51,16 @@
 #     import           4.80 s vs 2.53 s   2.08 / 1.91
 #     http-import      6.40 s vs 2.68 s   2.39 / 1.80
 #     peak: berth 16-21 MiB
+#   default, with the store's tmp/ marked FS_TOPDIR_FL (fetch-20261130T055601Z,
+#   idle >= 97%; each process renders in a block group of its own, away from
+#   the inodes the previous run's delete just freed):
+#     file-render      1.35 s vs 6.14 s   0.24   (default mode was 0.56-0.65)
+#     http-render      1.66 s vs 6.32 s   0.25   (was 0.54-0.62)
+#     file-render-dir  3.29 s vs 5.17 s   0.64   (the copy into DIR is not spread)
+#     render-vs-gzip   1.19 s vs 1.50 s   0.80   (was 2.12-2.46; target <= 1.3)
+#     import           1.06 s vs 1.47 s   0.73   (was 1.91-2.08)
+#     http-import      1.33 s vs 1.61 s   0.83   (was 1.80-2.39)
+#     peak: berth 21-23 MiB
 #
 # Where the time goes (perf record -g of one fetch): SHA-512 is ~37% of all
 # cycles (it runs twice over the ~230 MB tar stream: the image ID, and each
