@@ -390,3 +390,48 @@ fn prepared_pods_and_pod_manifests_of_oci_images() {
     assert_eq!(code(&out), 7, "{}", stderr(&out));
     assert!(stdout(&out).contains("hello from /srv as 33:44"));
 }
+
+/// An ACI app and a Docker app in one pod share an empty volume: what the
+/// ACI app writes, the Docker app (running as its image's user) reads.
+#[test]
+fn aci_and_docker_apps_share_a_pod() {
+    let env = Env::new();
+    let lay = layout(&env.work().join("layout"));
+    let arch = match oci_arch() {
+        "arm64" => "aarch64",
+        a => a,
+    };
+    let manifest = format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/writer",
+        "labels":[{{"name":"version","value":"1.0"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"{arch}"}}],
+        "app":{{"exec":["/bin/true"],"user":"0","group":"0"}}}}"#
+    );
+    let aci_dir = common::busybox_layout(&env.work(), "writer", &manifest);
+    let aci = env.work().join("writer.aci");
+    let out = run(env.berth().args(["image", "build"]).arg(&aci_dir).arg(&aci));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let aci = aci.to_str().unwrap().to_string();
+    let oci = format!("oci:{}:v1", lay.dir.display());
+    let out = berth_run(
+        &env,
+        &[
+            "--insecure-options=image",
+            "run",
+            "--no-prefix",
+            "--volume=shared,kind=empty",
+            "--mount=volume=shared,target=/shared",
+            &aci,
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            "echo from-aci > /shared/msg",
+            "---",
+            &oci,
+            "--",
+            "while [ ! -s /shared/msg ]; do sleep 0.05; done; echo \"$(id -u) read $(cat /shared/msg)\"",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "33 read from-aci\n");
+}
