@@ -550,21 +550,7 @@ impl Fetcher {
             return Err(status_error(&sent));
         }
         let final_url = sent.url.to_string();
-        let mut body = Vec::new();
-        let mut reader = sent.response.into_body().into_reader().take(limit + 1);
-        reader
-            .read_to_end(&mut body)
-            .map_err(|source| FetchError::Interrupted {
-                url: final_url.clone(),
-                received: body.len() as u64,
-                source,
-            })?;
-        if body.len() as u64 > limit {
-            return Err(FetchError::TooLarge {
-                url: final_url,
-                limit,
-            });
-        }
+        let body = read_limited(sent.response, &final_url, limit)?;
         Ok((body, final_url))
     }
 }
@@ -588,22 +574,11 @@ impl SmallResponse {
 
     /// The error a non-success status means, as downloads report it.
     pub fn error(&self, sent_credentials: bool) -> FetchError {
-        let status = Status(self.status);
-        let url = self.url.clone();
-        match self.status {
-            404 => FetchError::NotFound { url },
-            401 | 403 => FetchError::AccessDenied {
-                host: Url::parse(&url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                url,
-                status,
-                sent_credentials,
-            },
-            500..=599 => FetchError::ServerError { url, status },
-            _ => FetchError::UnexpectedStatus { url, status },
-        }
+        let host = Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        error_for_status(self.url.clone(), host, self.status, sent_credentials)
     }
 }
 
@@ -628,21 +603,7 @@ impl Fetcher {
         let status = sent.response.status().as_u16();
         let headers = sent.response.headers().clone();
         let final_url = sent.url.to_string();
-        let mut body = Vec::new();
-        let mut reader = sent.response.into_body().into_reader().take(limit + 1);
-        reader
-            .read_to_end(&mut body)
-            .map_err(|source| FetchError::Interrupted {
-                url: final_url.clone(),
-                received: body.len() as u64,
-                source,
-            })?;
-        if body.len() as u64 > limit {
-            return Err(FetchError::TooLarge {
-                url: final_url,
-                limit,
-            });
-        }
+        let body = read_limited(sent.response, &final_url, limit)?;
         Ok(SmallResponse {
             status,
             headers,
@@ -653,20 +614,48 @@ impl Fetcher {
 }
 
 fn status_error(sent: &Sent) -> FetchError {
-    let url = sent.url.to_string();
-    let code = sent.response.status().as_u16();
+    error_for_status(
+        sent.url.to_string(),
+        sent.url.host_str().unwrap_or_default().to_owned(),
+        sent.response.status().as_u16(),
+        sent.sent_credentials,
+    )
+}
+
+/// What a non-success status of `url` (on `host`) means.
+fn error_for_status(url: String, host: String, code: u16, sent_credentials: bool) -> FetchError {
     let status = Status(code);
     match code {
         404 => FetchError::NotFound { url },
         401 | 403 => FetchError::AccessDenied {
-            host: sent.url.host_str().unwrap_or_default().to_owned(),
+            host,
             url,
             status,
-            sent_credentials: sent.sent_credentials,
+            sent_credentials,
         },
         500..=599 => FetchError::ServerError { url, status },
         _ => FetchError::UnexpectedStatus { url, status },
     }
+}
+
+/// A reply's body, at most `limit` bytes (more is [`FetchError::TooLarge`]).
+fn read_limited(response: Response<Body>, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+    let mut body = Vec::new();
+    let mut reader = response.into_body().into_reader().take(limit + 1);
+    reader
+        .read_to_end(&mut body)
+        .map_err(|source| FetchError::Interrupted {
+            url: url.to_owned(),
+            received: body.len() as u64,
+            source,
+        })?;
+    if body.len() as u64 > limit {
+        return Err(FetchError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        });
+    }
+    Ok(body)
 }
 
 fn classify(err: ureq::Error, url: &Url) -> FetchError {
