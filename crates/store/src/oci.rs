@@ -627,27 +627,9 @@ impl Store {
         out: &Path,
         overwrite: bool,
     ) -> Result<u64, StoreError> {
-        if !overwrite && fs::symlink_metadata(out).is_ok() {
-            return Err(StoreError::Exists { path: out.into() });
-        }
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let base = out
-            .file_name()
-            .ok_or_else(|| StoreError::BadTarget { path: out.into() })?
-            .to_string_lossy()
-            .into_owned();
-        let tmp = dir.join(lock::unique_name(&format!(".{base}.tmp-")));
-        let result = (|| {
-            let f = File::options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io_err("create", &tmp))?;
+        crate::store::write_atomically(out, overwrite, |f, tmp| {
             let mut t = tar::Builder::new(io::BufWriter::new(f));
-            let werr = io_err("write", &tmp);
+            let werr = io_err("write", tmp);
             let add = |t: &mut tar::Builder<io::BufWriter<File>>,
                        name: &str,
                        size: u64,
@@ -707,25 +689,10 @@ impl Store {
                 Ok(())
             })();
             r.map_err(werr)?;
-            let w = t.into_inner().map_err(io_err("write", &tmp))?;
-            let f = w
-                .into_inner()
-                .map_err(|e| io_err("write", &tmp)(e.into_error()))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-            let n = f.metadata().map_err(io_err("stat", &tmp))?.len();
-            if overwrite {
-                fs::rename(&tmp, out).map_err(io_err("rename onto", out))?;
-            } else {
-                fs::hard_link(&tmp, out).map_err(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => StoreError::Exists { path: out.into() },
-                    _ => io_err("create", out)(e),
-                })?;
-            }
-            fsops::fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
-            Ok(n)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
+            let w = t.into_inner().map_err(io_err("write", tmp))?;
+            w.into_inner()
+                .map_err(|e| io_err("write", tmp)(e.into_error()))
+        })
     }
 
     /// Render the image's layers into a tree (or reuse it) and lease it

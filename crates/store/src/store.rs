@@ -732,41 +732,11 @@ impl Store {
     /// Returns the bytes written.
     pub fn export(&self, id: &ImageId, out: &Path, overwrite: bool) -> Result<u64, StoreError> {
         self.require(id)?;
-        if !overwrite && fs::symlink_metadata(out).is_ok() {
-            return Err(StoreError::Exists { path: out.into() });
-        }
-        let mut src = self.open_blob(id)?;
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let base = out
-            .file_name()
-            .ok_or_else(|| StoreError::BadTarget { path: out.into() })?
-            .to_string_lossy()
-            .into_owned();
-        let tmp = dir.join(lock::unique_name(&format!(".{base}.tmp-")));
-        let result = (|| {
-            let mut f = File::options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(io_err("create", &tmp))?;
-            let n = io::copy(&mut src, &mut f).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-            if overwrite {
-                fs::rename(&tmp, out).map_err(io_err("rename onto", out))?;
-            } else {
-                fs::hard_link(&tmp, out).map_err(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => StoreError::Exists { path: out.into() },
-                    _ => io_err("create", out)(e),
-                })?;
-            }
-            fsops::fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
-            Ok(n)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
+        write_atomically(out, overwrite, |mut f, tmp| {
+            let mut src = self.open_blob(id)?;
+            io::copy(&mut src, &mut f).map_err(io_err("write", tmp))?;
+            Ok(f)
+        })
     }
 
     /// Extract the image alone (no dependencies) into `dir`: `manifest` and
@@ -859,6 +829,54 @@ fn cache_row(c: &HttpCacheEntry, id: Option<&ImageId>) -> CacheRow {
         max_age_secs: c.max_age.map(|d| d.as_secs()),
         fetched_at: index::to_millis(c.fetched_at),
     }
+}
+
+/// Write `out` atomically: `write` fills a new temp file beside it and
+/// hands it back; it is fsynced, then renamed onto `out` (`overwrite`) or
+/// linked there, so that an existing file is never replaced (`out` existing
+/// without `overwrite` is refused before anything is written), and the
+/// directory is fsynced. The temp file never outlives the call. Returns the
+/// file's length.
+pub(crate) fn write_atomically(
+    out: &Path,
+    overwrite: bool,
+    write: impl FnOnce(File, &Path) -> Result<File, StoreError>,
+) -> Result<u64, StoreError> {
+    if !overwrite && fs::symlink_metadata(out).is_ok() {
+        return Err(StoreError::Exists { path: out.into() });
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let base = out
+        .file_name()
+        .ok_or_else(|| StoreError::BadTarget { path: out.into() })?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(lock::unique_name(&format!(".{base}.tmp-")));
+    let result = (|| {
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let f = write(f, &tmp)?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        let n = f.metadata().map_err(io_err("stat", &tmp))?.len();
+        if overwrite {
+            fs::rename(&tmp, out).map_err(io_err("rename onto", out))?;
+        } else {
+            fs::hard_link(&tmp, out).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => StoreError::Exists { path: out.into() },
+                _ => io_err("create", out)(e),
+            })?;
+        }
+        fsops::fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
+        Ok(n)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 /// Remove everything inside `dir` (not `dir` itself), without following
