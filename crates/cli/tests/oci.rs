@@ -728,14 +728,18 @@ fn token_auth() {
     );
 }
 
-/// A pull killed in the middle of a layer: the next one does not ask for
-/// the finished layers again and resumes the broken one with Range.
-#[test]
-fn killed_pull_resumes() {
-    let env = Env::new();
+/// An uncompressed image `v1` of a small layer and a big one (`words`
+/// pseudo-random 4-byte words, `i * mult`), for interrupted pulls: the
+/// layout, the manifest descriptor, the two layer digests and the big
+/// file's content.
+fn small_and_big_layers(
+    env: &Env,
+    words: u32,
+    mult: u32,
+) -> (Layout, Value, String, String, Vec<u8>) {
     let mut lay = Layout::new(&env.work().join("layout"));
-    let big: Vec<u8> = (0..3_000_000u32)
-        .flat_map(|i| (i.wrapping_mul(2654435761)).to_le_bytes())
+    let big: Vec<u8> = (0..words)
+        .flat_map(|i| (i.wrapping_mul(mult)).to_le_bytes())
         .collect();
     let layers = vec![
         tar_of(&[E::File("small", b"small layer\n", 0o644)]),
@@ -746,6 +750,15 @@ fn killed_pull_resumes() {
     let m: Value = serde_json::from_slice(&lay.read(d["digest"].as_str().unwrap())).unwrap();
     let small = m["layers"][0]["digest"].as_str().unwrap().to_string();
     let bigd = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    (lay, d, small, bigd, big)
+}
+
+/// A pull killed in the middle of a layer: the next one does not ask for
+/// the finished layers again and resumes the broken one with Range.
+#[test]
+fn killed_pull_resumes() {
+    let env = Env::new();
+    let (lay, d, small, bigd, big) = small_and_big_layers(&env, 3_000_000, 2654435761);
     let cut = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (c2, b2) = (cut.clone(), bigd.clone());
     let server = static_registry(
@@ -1040,19 +1053,7 @@ fn foreign_layers_refused() {
 #[test]
 fn kill_9_mid_pull_resumes() {
     let env = Env::new();
-    let mut lay = Layout::new(&env.work().join("layout"));
-    let big: Vec<u8> = (0..1_000_000u32)
-        .flat_map(|i| (i.wrapping_mul(2246822519)).to_le_bytes())
-        .collect();
-    let layers = vec![
-        tar_of(&[E::File("small", b"small layer\n", 0o644)]),
-        tar_of(&[E::File("big", &big, 0o644)]),
-    ];
-    let d = lay.image(&layers, Comp::None, "amd64", json!({}));
-    lay.tag(d.clone(), "v1");
-    let m: Value = serde_json::from_slice(&lay.read(d["digest"].as_str().unwrap())).unwrap();
-    let small = m["layers"][0]["digest"].as_str().unwrap().to_string();
-    let bigd = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    let (lay, d, small, bigd, big) = small_and_big_layers(&env, 1_000_000, 2246822519);
     let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (s2, b2) = (slow.clone(), bigd.clone());
     let server = static_registry(
