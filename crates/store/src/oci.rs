@@ -748,23 +748,11 @@ impl Store {
         rootfs_only: bool,
     ) -> Result<OciTree, StoreError> {
         let (tree, _lease) = self.oci_render_leased(img, "render-to")?;
-        crate::store::prepare_target(dir, false)?;
-        let result = (|| {
-            if rootfs_only {
-                fsops::copy_tree(&tree.rootfs(), dir).map_err(io_err("copy the tree into", dir))
-            } else {
-                let manifest = self.oci_app_manifest(img, Some(&tree))?;
-                let m = dir.join("manifest");
-                fs::write(&m, manifest.to_json_pretty()).map_err(io_err("write", &m))?;
-                let r = dir.join("rootfs");
-                fs::create_dir(&r).map_err(io_err("create", &r))?;
-                fsops::copy_tree(&tree.rootfs(), &r).map_err(io_err("copy the tree into", &r))
-            }
-        })();
-        if result.is_err() {
-            let _ = crate::store::empty_dir(dir);
-        }
-        result.map(|()| tree)
+        tree::copy_out(&tree.rootfs(), dir, rootfs_only, |m| {
+            let manifest = self.oci_app_manifest(img, Some(&tree))?;
+            fs::write(m, manifest.to_json_pretty()).map_err(io_err("write", m))
+        })?;
+        Ok(tree)
     }
 
     /// Render (or reuse) the tree; nothing holds it afterwards.

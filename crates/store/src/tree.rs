@@ -927,23 +927,38 @@ impl Store {
         rootfs_only: bool,
     ) -> Result<TreePath, StoreError> {
         let (tree, _lease) = self.render_leased(id, "render-to")?;
-        prepare_target(dir, false)?;
-        let result = (|| {
-            if rootfs_only {
-                fsops::copy_tree(&tree.rootfs(), dir).map_err(io_err("copy the tree into", dir))
-            } else {
-                let m = dir.join("manifest");
-                fs::copy(tree.manifest_path(), &m).map_err(io_err("write", &m))?;
-                let r = dir.join("rootfs");
-                fs::create_dir(&r).map_err(io_err("create", &r))?;
-                fsops::copy_tree(&tree.rootfs(), &r).map_err(io_err("copy the tree into", &r))
-            }
-        })();
-        if result.is_err() {
-            let _ = crate::store::empty_dir(dir);
-        }
-        result.map(|()| tree)
+        copy_out(&tree.rootfs(), dir, rootfs_only, |m| {
+            fs::copy(tree.manifest_path(), m).map_err(io_err("write", m))?;
+            Ok(())
+        })?;
+        Ok(tree)
     }
+}
+
+/// Copy a rendered tree into `dir` (missing or empty): `manifest` (written
+/// by `manifest`) and `rootfs/`, or with `rootfs_only` the rootfs's content.
+/// On failure `dir` is left empty.
+pub(crate) fn copy_out(
+    rootfs: &Path,
+    dir: &Path,
+    rootfs_only: bool,
+    manifest: impl FnOnce(&Path) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    prepare_target(dir, false)?;
+    let result = (|| {
+        if rootfs_only {
+            fsops::copy_tree(rootfs, dir).map_err(io_err("copy the tree into", dir))
+        } else {
+            manifest(&dir.join("manifest"))?;
+            let r = dir.join("rootfs");
+            fs::create_dir(&r).map_err(io_err("create", &r))?;
+            fsops::copy_tree(rootfs, &r).map_err(io_err("copy the tree into", &r))
+        }
+    })();
+    if result.is_err() {
+        let _ = crate::store::empty_dir(dir);
+    }
+    result
 }
 
 #[cfg(test)]
