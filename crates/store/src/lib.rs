@@ -83,6 +83,6 @@ pub use import::{
     VerifierError,
 };
 pub use index::IndexError;
-pub use oci::{NewOciImage, OciBlob, OciImage, OciTree, PullGuard, RemovedOciImage};
+pub use oci::{read_in_root, NewOciImage, OciBlob, OciImage, OciTree, PullGuard, RemovedOciImage};
 pub use store::{ImageInfo, ImageKind, ImageRef, ImageRefError, Store, StoreError};
 pub use tree::{TreeError, TreeKey, TreeLease, TreePath};

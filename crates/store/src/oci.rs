@@ -1024,11 +1024,9 @@ impl Store {
         let passwd = tree
             .and_then(|t| read_in_root(&t.rootfs(), &["etc", "passwd"]))
             .unwrap_or_default();
+        let passwd = String::from_utf8_lossy(&passwd);
         let group_of = |user: &str| -> Option<String> {
-            String::from_utf8_lossy(&passwd).lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 4 && (f[0] == user || f[2] == user)).then(|| f[3].to_string())
-            })
+            app::passwd_field(&passwd, user, 3, |_| true).map(str::to_string)
         };
         let reference = img.references.first().cloned();
         let bare = reference
@@ -1186,9 +1184,10 @@ fn apply_opaque(root: BorrowedFd<'_>, dir: &LayerPath) -> io::Result<()> {
     Ok(())
 }
 
-/// A small regular file inside a rendered rootfs, read without following
-/// symlinks anywhere on the way.
-fn read_in_root(root: &Path, path: &[&str]) -> Option<Vec<u8>> {
+/// A small regular file (at most 4 MiB) inside a rendered rootfs, read
+/// without following symlinks anywhere on the way; `None` if it is missing,
+/// not a regular file or larger.
+pub fn read_in_root(root: &Path, path: &[&str]) -> Option<Vec<u8>> {
     let (name, parent) = path.split_last()?;
     let r = fsops::open_dir(root).ok()?;
     let comps: Vec<Vec<u8>> = parent.iter().map(|c| c.as_bytes().to_vec()).collect();

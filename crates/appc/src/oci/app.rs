@@ -122,6 +122,21 @@ pub fn split_user(user: &str, group_of: &dyn Fn(&str) -> Option<String>) -> (Str
     }
 }
 
+/// Field `field` of the first `/etc/passwd` line (text `passwd`) whose
+/// name or uid is `user` and whose value there `ok` accepts (3: the
+/// primary group, 5: the home directory).
+pub fn passwd_field<'a>(
+    passwd: &'a str,
+    user: &str,
+    field: usize,
+    ok: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > field && (f[0] == user || f[2] == user) && ok(f[field])).then(|| f[field])
+    })
+}
+
 /// The appc image manifest for an OCI image.
 pub fn app_manifest(
     src: &AppSource<'_>,

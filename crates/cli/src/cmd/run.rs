@@ -704,20 +704,12 @@ fn dir_in_tree(root: &Path, path: &str) -> Option<(u32, u32, u32)> {
 /// `/etc/passwd` (read without following symlinks), else `/`, as Docker
 /// sets it.
 fn home_in_tree(root: &Path, user: &str) -> String {
-    let passwd = ["etc", "etc/passwd"]
-        .iter()
-        .all(|p| std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| !m.file_type().is_symlink()))
-        .then(|| std::fs::read_to_string(root.join("etc/passwd")).ok())
-        .flatten()
-        .unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 6 && (f[0] == user || f[2] == user) && f[5].starts_with('/'))
-                .then(|| f[5].to_string())
-        })
-        .unwrap_or_else(|| "/".into())
+    let passwd = berth_store::read_in_root(root, &["etc", "passwd"]).unwrap_or_default();
+    oci_app::passwd_field(&String::from_utf8_lossy(&passwd), user, 5, |h| {
+        h.starts_with('/')
+    })
+    .unwrap_or("/")
+    .to_string()
 }
 
 /// An app chosen for the pod, before the plan.
