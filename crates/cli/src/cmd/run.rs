@@ -945,15 +945,13 @@ fn apps_from_manifest(
         }
         sources.push(oci);
     }
-    if sources.iter().any(Option::is_some) && !global.insecure_options.allows(Insecure::Image) {
-        let image = sources.iter().flatten().next().map(|s| match s {
-            Source::Oci { image, .. } => reference_of(image),
-            Source::Aci(id) => id.to_string(),
-        });
-        return Err(berth_fetch::oci::UnsignedOciImage {
-            image: image.unwrap_or_default(),
+    if let Some(Source::Oci { image, .. }) = sources.iter().flatten().next() {
+        if !global.insecure_options.allows(Insecure::Image) {
+            return Err(berth_fetch::oci::UnsignedOciImage {
+                image: reference_of(image),
+            }
+            .into());
         }
-        .into());
     }
     let mut fetched = fetch_all(global, store, &args.pod, &aci_ids)?.into_iter();
     let sources: Vec<Source> = sources
